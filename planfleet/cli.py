@@ -1,0 +1,215 @@
+"""The ``planfleet`` command line (typer). Every option also reads a ``PLANFLEET_*`` variable."""
+
+from __future__ import annotations
+
+import enum
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from planfleet import exceptions, logs, models
+from planfleet.config import Config
+
+#: Exit codes.
+RET_OK = 0
+RET_ERROR = 1
+RET_INVALID = 2  # bad input (a task list, an argument)
+RET_CONFLICT = 3  # the record is not in a state that allows the action
+RET_UNAVAILABLE = 4  # Postgres or Redis did not answer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+settings_app = typer.Typer(help="Show or change the operator settings (the settings row).")
+app.add_typer(settings_app, name="settings")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _runtime() -> Any:
+    from planfleet import runtime
+
+    logs.configure(Config().log_format)
+    try:
+        return runtime.open_runtime()
+    except exceptions.DatabaseUnavailable as exc:
+        raise _fail(str(exc), RET_UNAVAILABLE) from exc
+
+
+_TRUE = {"on", "true", "yes", "1"}
+_FALSE = {"off", "false", "no", "0"}
+
+
+def _parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise _fail(f"expected on/off, got {value!r}", RET_INVALID)
+
+
+def _print_settings(s: models.Settings, watch_dir_default: Path) -> None:
+    table = Table("setting", "value", box=None)
+    table.add_row("auto_plan", "on" if s.auto_plan else "off")
+    table.add_row("auto_build", "on" if s.auto_build else "off")
+    table.add_row("watch_dir", s.watch_dir or f"{watch_dir_default} (from WATCH_DIR)")
+    table.add_row("max_parallel", str(s.max_parallel))
+    out.print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Create the database if needed and apply pending migrations."""
+    from planfleet.schema import migrate as m
+
+    logs.configure(Config().log_format)
+    config = Config()
+    try:
+        m.ensure_database(config.database_url)
+        applied = m.migrate(config.database_url)
+    except exceptions.DatabaseUnavailable as exc:
+        raise _fail(str(exc), RET_UNAVAILABLE) from exc
+    out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@settings_app.callback(invoke_without_command=True)
+def settings_show(ctx: typer.Context) -> None:
+    """Show the settings."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rt = _runtime()
+    _print_settings(rt.store.settings.get(), rt.config.watch_dir)
+
+
+class SettingName(enum.StrEnum):
+    auto_plan = "auto_plan"
+    auto_build = "auto_build"
+    watch_dir = "watch_dir"
+    max_parallel = "max_parallel"
+
+
+@settings_app.command("set")
+def settings_set(
+    name: Annotated[SettingName, typer.Argument(help="Which setting.")],
+    value: Annotated[str, typer.Argument(help="on/off, a number, or a folder ('' clears it).")],
+) -> None:
+    """Change one setting; every running process sees it within a second."""
+    rt = _runtime()
+    changes: dict[str, Any] = {}
+    if name in (SettingName.auto_plan, SettingName.auto_build):
+        changes[name.value] = _parse_bool(value)
+    elif name is SettingName.max_parallel:
+        try:
+            n = int(value)
+        except ValueError:
+            raise _fail(f"max_parallel must be a whole number, got {value!r}", RET_INVALID)
+        if n < 1:
+            raise _fail("max_parallel must be at least 1", RET_INVALID)
+        changes["max_parallel"] = n
+    else:
+        changes["set_watch_dir"] = True
+        changes["watch_dir"] = str(Path(value).expanduser().resolve()) if value else None
+    _print_settings(rt.store.settings.update(**changes), rt.config.watch_dir)
+
+
+@app.command()
+def watch(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", envvar="PLANFLEET_WATCH_DIR", help="Folder to watch."),
+    ] = None,
+) -> None:
+    """Run the watcher: record stable task-list files and enqueue them for planning."""
+    from planfleet.watcher import Watcher
+
+    config = Config() if directory is None else Config(watch_dir=directory)
+    rt = _runtime()
+    rt.config = config
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Watcher(config, rt.store, rt.queues).run(stop)
+
+
+@app.command()
+def inputs(
+    status: Annotated[models.InputStatus | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """List recorded inputs, newest first."""
+    rt = _runtime()
+    rows = rt.store.inputs.list(status=status, limit=limit)
+    if as_json:
+        for r in rows:
+            out.print_json(
+                json.dumps(
+                    {
+                        "id": r.id,
+                        "filename": r.filename,
+                        "status": r.status,
+                        "size": r.size,
+                        "digest": r.digest,
+                        "error": r.error,
+                        "created_at": r.created_at.isoformat(),
+                    }
+                )
+            )
+        return
+    table = Table("id", "file", "status", "size", "created", "error")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.filename,
+            str(r.status),
+            str(r.size),
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (r.error or "")[:80],
+        )
+    out.print(table)
+
+
+@app.command("enqueue-plan")
+def enqueue_plan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -> None:
+    """Queue pending inputs for planning (refused, with the reason, when not pending)."""
+    rt = _runtime()
+    code = RET_OK
+    for input_id in ids:
+        try:
+            rt.store.inputs.queue(input_id)
+        except exceptions.InvalidTransition as exc:
+            err.print(f"[red]refused:[/red] {exc}")
+            code = RET_CONFLICT
+            continue
+        rt.queues.enqueue_plans([input_id])
+        out.print(f"input {input_id} queued for planning")
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(
+    plan_workers: Annotated[int, typer.Option(envvar="PLANFLEET_PLAN_WORKERS", min=0)] = 1,
+    build_workers: Annotated[int, typer.Option(envvar="PLANFLEET_BUILD_WORKERS", min=0)] = 1,
+) -> None:
+    """Bring the whole fleet up on this machine (embedded Postgres and Redis when
+    DATABASE_URL / REDIS_URL are not set); Ctrl-C stops everything it started."""
+    from planfleet import up as up_mod
+
+    logs.configure(Config().log_format)
+    sys.exit(up_mod.run(plan_workers=plan_workers, build_workers=build_workers))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,62 @@
+"""Process configuration: environment variables, then ``planfleet.toml``, then defaults.
+
+Operator toggles that must change while the fleet runs (``auto_plan``, ``auto_build``,
+``watch_dir``, ``max_parallel``) are not here: they live in the ``settings`` row
+(:mod:`planfleet.schema.repositories`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from planfleet import defaults
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept both the plain name (``DATABASE_URL``) and the prefixed one."""
+    return AliasChoices(name, f"PLANFLEET_{name}")
+
+
+class Config(BaseSettings):
+    """What every planfleet process needs to know at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLANFLEET_", toml_file="planfleet.toml", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(defaults.DATABASE_URL, validation_alias=_env("DATABASE_URL"))
+    redis_url: str = Field(defaults.REDIS_URL, validation_alias=_env("REDIS_URL"))
+    watch_dir: Path = Field(Path(defaults.WATCH_DIR), validation_alias=_env("WATCH_DIR"))
+    windmill_url: str | None = Field(None, validation_alias=_env("WINDMILL_URL"))
+    windmill_token: str | None = Field(None, validation_alias=_env("WINDMILL_TOKEN"))
+    windmill_workspace: str = Field("admins", validation_alias=_env("WINDMILL_WORKSPACE"))
+    api_token: str | None = Field(None, validation_alias=AliasChoices("PLANFLEET_API_TOKEN"))
+
+    stability_window: float = Field(defaults.STABILITY_WINDOW, ge=0)
+    max_file_bytes: int = Field(defaults.MAX_FILE_BYTES, gt=0)
+    rescan_interval: float = Field(defaults.RESCAN_INTERVAL, gt=0)
+    watch_tick: float = Field(defaults.WATCH_TICK, gt=0)
+    plan_queue: str = defaults.PLAN_QUEUE
+    build_queue: str = defaults.BUILD_QUEUE
+    state_dir: Path = Path(defaults.STATE_DIR)
+    log_format: str = Field("auto", pattern="^(auto|json|console)$")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment wins over planfleet.toml
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

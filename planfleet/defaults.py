@@ -1,0 +1,66 @@
+"""Every tunable of planfleet, each with the reason for its value.
+
+Processes read these through :class:`planfleet.config.Config`, which lets the environment
+(``PLANFLEET_*``) or ``planfleet.toml`` override them.
+"""
+
+from __future__ import annotations
+
+#: Postgres used when ``DATABASE_URL`` is not set (the machine's own server).
+DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/planfleet"
+#: Redis used when ``REDIS_URL`` is not set.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Folder the watcher records task-list files from.
+WATCH_DIR = "./input"
+
+#: RQ queue that carries ``plan_input(input_id)`` jobs.
+PLAN_QUEUE = "plan_queue"
+#: RQ queue that carries ``build_plan(plan_id)`` jobs.
+BUILD_QUEUE = "build_queue"
+
+#: Seconds a file must keep its size and mtime before it is recorded.
+STABILITY_WINDOW = 1.0
+#: Files larger than this are refused without being read (16 MiB).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Seconds between full rescans of the watch dir (a safety net for missed events).
+RESCAN_INTERVAL = 30.0
+#: Seconds between the watcher's checks of candidate files.
+WATCH_TICK = 0.05
+#: Files recorded in one database transaction at most.
+RECORD_BATCH = 500
+#: Seconds between re-reads of the settings row by long-running processes.
+SETTINGS_REFRESH = 1.0
+
+#: Default cap on tasks running at once in one plan (the settings row overrides it).
+MAX_PARALLEL = 15
+
+#: RQ job timeout of a planning job, seconds.
+PLAN_JOB_TIMEOUT = 600
+#: RQ job timeout of a build job, seconds (builds wait on long steps; RQ's 180 s is too short).
+BUILD_JOB_TIMEOUT = 24 * 3600
+#: RQ retries of a job that hit a transient fault (database or Redis unavailable).
+JOB_RETRY_MAX = 5
+#: Seconds between those retries (RQ repeats the last value).
+JOB_RETRY_INTERVALS = (2, 5, 15, 30, 60)
+#: Seconds RQ keeps a finished job's record.
+JOB_RESULT_TTL = 500
+
+#: Connections in each process's Postgres pool.
+DB_POOL_MIN = 1
+DB_POOL_MAX = 4
+#: Seconds to wait for a pooled connection before calling Postgres unavailable.
+DB_CONNECT_TIMEOUT = 10.0
+
+#: Priority names and their numbers; higher runs first.
+PRIORITIES = {"critical": 100, "high": 75, "normal": 50, "low": 25, "idle": 0}
+#: Priority of a task that names none.
+DEFAULT_PRIORITY = 50
+#: Estimate (minutes) of a task that names none.
+DEFAULT_ESTIMATE = 30.0
+
+#: Where ``planfleet up`` keeps embedded Postgres and Redis data, pid files and logs.
+STATE_DIR = ".planfleet"
+#: Address the control plane binds by default.
+API_HOST = "127.0.0.1"
+#: Port of the control plane.
+API_PORT = 8080

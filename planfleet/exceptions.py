@@ -1,0 +1,46 @@
+"""planfleet's errors. Each class's docstring is its default message.
+
+::
+
+    PlanfleetError
+    ├── ConfigurationError
+    ├── StoreError
+    │   ├── DatabaseUnavailable
+    │   └── InvalidTransition
+    │       └── NotFound
+    ├── QueueUnavailable
+    └── PlanningError   (planner.errors: a task list that cannot be planned)
+"""
+
+from __future__ import annotations
+
+
+class PlanfleetError(Exception):
+    """A planfleet error occurred."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigurationError(PlanfleetError):
+    """The configuration is invalid."""
+
+
+class StoreError(PlanfleetError):
+    """The store could not complete the operation."""
+
+
+class DatabaseUnavailable(StoreError):
+    """Postgres is not reachable."""
+
+
+class InvalidTransition(StoreError):
+    """The record is not in a state that allows this change."""
+
+
+class NotFound(InvalidTransition):
+    """No such record."""
+
+
+class QueueUnavailable(PlanfleetError):
+    """Redis is not reachable."""

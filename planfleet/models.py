@@ -1,0 +1,127 @@
+"""Domain records and their states. The enums mirror the Postgres enums of the schema.
+
+State machines::
+
+    input:  pending ──► queued ──► planning ──► planned
+               │           ▲           │
+               └───────────┘ (replan)  └──► failed   (refused files start failed)
+
+    plan:   ready_for_build ──► queued ──► building ──► built | failed
+                                   ▲          │ ▲
+                                   │          ▼ │
+                                   │        paused / blocked
+                                   └── retry (failed)        any active ──► cancelled
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from typing import Any, Self
+
+
+class InputStatus(enum.StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    PLANNING = "planning"
+    PLANNED = "planned"
+    FAILED = "failed"
+
+
+class PlanStatus(enum.StrEnum):
+    READY_FOR_BUILD = "ready_for_build"
+    QUEUED = "queued"
+    BUILDING = "building"
+    PAUSED = "paused"
+    BLOCKED = "blocked"
+    BUILT = "built"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    NEEDS_QA = "needs_qa"
+    BLOCKED = "blocked"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+def _from_row(cls: type[Any], row: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in row.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The operator's run-time toggles (the one ``settings`` row)."""
+
+    auto_plan: bool
+    auto_build: bool
+    watch_dir: str | None
+    max_parallel: int
+    updated_at: dt.datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        return _from_row(cls, row)  # type: ignore[no-any-return]
+
+    def evolve(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingInput:
+    """A recorded task-list file (without its bytes unless asked for)."""
+
+    id: int
+    filename: str
+    source_dir: str | None
+    digest: str | None
+    size: int
+    status: InputStatus
+    error: str | None
+    attempts: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    content: bytes | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        row = dict(row)
+        row["status"] = InputStatus(row["status"])
+        if isinstance(row.get("content"), memoryview):
+            row["content"] = bytes(row["content"])
+        return _from_row(cls, row)  # type: ignore[no-any-return]
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One line of the audit trail."""
+
+    id: int
+    at: dt.datetime
+    kind: str
+    input_id: int | None
+    plan_id: int | None
+    step_id: int | None
+    message: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        return _from_row(cls, row)  # type: ignore[no-any-return]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordOutcome:
+    """What recording one file version did: ``recorded``, ``duplicate`` or ``refused``."""
+
+    filename: str
+    input_id: int
+    outcome: str

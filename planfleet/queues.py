@@ -1,0 +1,75 @@
+"""RQ transport: the two queues and the jobs they carry. Payloads are ids only.
+
+Redis holds only "work to look at": a lost or doubled job is harmless because every job
+claims its row in Postgres with a guarded transition before acting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+import rq
+from rq.serializers import JSONSerializer
+
+from planfleet import defaults, exceptions
+
+#: Dotted paths of the job functions, so enqueuers need not import the workers.
+PLAN_JOB = "planfleet.workers.jobs.plan_input"
+BUILD_JOB = "planfleet.workers.jobs.build_plan"
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client for ``url`` (``redis://`` or ``unix://``)."""
+    return redis.Redis.from_url(url, health_check_interval=30)
+
+
+class Queues:
+    """Enqueues plan and build jobs on RQ with the JSON serializer."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        *,
+        plan_queue: str = defaults.PLAN_QUEUE,
+        build_queue: str = defaults.BUILD_QUEUE,
+    ) -> None:
+        self.connection = connection
+        self.plan = rq.Queue(plan_queue, connection=connection, serializer=JSONSerializer)
+        self.build = rq.Queue(build_queue, connection=connection, serializer=JSONSerializer)
+
+    @staticmethod
+    def _retry() -> rq.Retry:
+        return rq.Retry(max=defaults.JOB_RETRY_MAX, interval=list(defaults.JOB_RETRY_INTERVALS))
+
+    def _enqueue(
+        self, queue: rq.Queue, func: str, ids: Sequence[int], timeout: int
+    ) -> list[str]:
+        if not ids:
+            return []
+        datas = [
+            rq.Queue.prepare_data(
+                func,
+                args=(i,),
+                timeout=timeout,
+                result_ttl=defaults.JOB_RESULT_TTL,
+                retry=self._retry(),
+                description=f"{func.rsplit('.', 1)[-1]}({i})",
+            )
+            for i in ids
+        ]
+        try:
+            with self.connection.pipeline() as pipe:
+                jobs = queue.enqueue_many(datas, pipeline=pipe)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise exceptions.QueueUnavailable(f"Redis is not reachable: {exc}") from exc
+        return [job.id for job in jobs]
+
+    def enqueue_plans(self, input_ids: Sequence[int]) -> list[str]:
+        """Enqueue ``plan_input(id)`` for each input; returns the RQ job ids."""
+        return self._enqueue(self.plan, PLAN_JOB, input_ids, defaults.PLAN_JOB_TIMEOUT)
+
+    def enqueue_builds(self, plan_ids: Sequence[int]) -> list[str]:
+        """Enqueue ``build_plan(id)`` for each plan; returns the RQ job ids."""
+        return self._enqueue(self.build, BUILD_JOB, plan_ids, defaults.BUILD_JOB_TIMEOUT)

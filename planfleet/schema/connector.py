@@ -1,0 +1,78 @@
+"""The one place that talks to Postgres: a fork-safe connection pool and error wrapping."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+
+from planfleet import defaults, exceptions
+
+Cursor = psycopg.Cursor[dict[str, Any]]
+
+
+class Database:
+    """A lazily opened pool of connections to ``url``.
+
+    The pool is rebuilt in a forked child (RQ forks a work horse per job), so a child never
+    shares its parent's sockets.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = defaults.DB_POOL_MIN,
+        max_size: int = defaults.DB_POOL_MAX,
+        timeout: float = defaults.DB_CONNECT_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self._min_size = min_size
+        self._max_size = max_size
+        self._timeout = timeout
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] | None = None
+        self._pid = 0
+
+    def _get_pool(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]]:
+        if self._pool is None or self._pid != os.getpid():
+            # a pool inherited through fork is abandoned, never closed: its sockets are the
+            # parent's
+            self._pool = psycopg_pool.ConnectionPool(
+                self.url,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self._timeout,
+                kwargs={"row_factory": dict_row, "autocommit": False},
+                connection_class=psycopg.Connection[dict[str, Any]],
+                check=psycopg_pool.ConnectionPool.check_connection,
+                open=True,
+            )
+            self._pid = os.getpid()
+        return self._pool
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """A cursor inside one transaction: committed on success, rolled back on error."""
+        try:
+            with self._get_pool().connection() as conn, conn.cursor() as cur:
+                yield cur
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+
+def connect_once(url: str) -> psycopg.Connection[dict[str, Any]]:
+    """A single autocommit connection outside any pool (migrations, admin commands)."""
+    try:
+        return psycopg.connect(url, row_factory=dict_row, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc

@@ -1,0 +1,90 @@
+"""``planfleet up``: embedded services when needed, migrations, then the Procfile via honcho."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import structlog
+
+from planfleet import exceptions
+from planfleet.config import Config
+from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis, _alive
+from planfleet.schema import migrate
+
+log = structlog.get_logger(__name__)
+
+
+def _procfile() -> Path:
+    here = Path.cwd() / "Procfile"
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parent.parent / "Procfile"
+
+
+def _claim_pidfile(state: Path) -> Path:
+    pidfile = state / "up.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        pid = 0
+    if pid and pid != os.getpid() and _alive(pid):
+        raise exceptions.ConfigurationError(f"planfleet up is already running (pid {pid})")
+    pidfile.write_text(str(os.getpid()))
+    return pidfile
+
+
+def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
+    """Run the fleet in the foreground; return the exit code."""
+    config = Config()
+    state = config.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    pidfile = _claim_pidfile(state)
+    pg = EmbeddedPostgres(state) if "DATABASE_URL" not in os.environ else None
+    rds = EmbeddedRedis(state) if "REDIS_URL" not in os.environ else None
+    env = dict(os.environ)
+    honcho: subprocess.Popen[bytes] | None = None
+    try:
+        database_url = pg.start() if pg else config.database_url
+        redis_url = rds.start() if rds else config.redis_url
+        migrate.ensure_database(database_url)
+        migrate.migrate(database_url)
+        watch_dir = config.watch_dir.expanduser().resolve()
+        watch_dir.mkdir(parents=True, exist_ok=True)
+        env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WATCH_DIR=str(watch_dir))
+        bin_dir = Path(sys.executable).parent
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        sys.stderr.write(
+            "\nplanfleet is up\n"
+            f"  drop task files into  {watch_dir}\n"
+            f"  DATABASE_URL={database_url}\n"
+            f"  REDIS_URL={redis_url}\n"
+            f"  state and logs in     {state}\n"
+            "  Ctrl-C stops everything.\n\n"
+        )
+        concurrency = f"plan={plan_workers},build={build_workers}"
+        honcho = subprocess.Popen(
+            [str(bin_dir / "honcho"), "start", "-f", str(_procfile()), "-d", str(Path.cwd()),
+             "-c", concurrency],
+            env=env,
+        )
+        # Ctrl-C reaches honcho too (same process group); it stops its children, we wait
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: honcho and honcho.send_signal(signal.SIGINT))
+        return honcho.wait()
+    except exceptions.PlanfleetError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    finally:
+        if honcho is not None and honcho.poll() is None:
+            honcho.terminate()
+            honcho.wait(timeout=30)
+        if rds:
+            rds.stop()
+        if pg:
+            pg.stop()
+        pidfile.unlink(missing_ok=True)
+        log.info("fleet_stopped", action="up")

@@ -1,0 +1,143 @@
+"""Reading one file of the watch dir: which names count, when a file is stable, and its bytes.
+
+Pure file-system logic, no database: :func:`read_stable` turns a name into a
+:class:`~planfleet.schema.repositories.FileVersion` (read or refused) or ``None`` (gone, or not
+stable yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from planfleet.schema.repositories import FileVersion
+
+_TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", ".swx", "~")
+
+
+#: Endings of the task-list formats; a directory with such a name is refused, not ignored.
+TASK_FILE_SUFFIXES = (".json", ".yaml", ".yml", ".md", ".markdown", ".txt", ".toml")
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden and temporary names wait until they are renamed into place."""
+    return (
+        not name
+        or name.startswith((".", "~$", "#"))
+        or name.endswith(_TEMP_SUFFIXES)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """What a stat says about a name: enough to tell whether it changed and when it settles."""
+
+    size: int
+    mtime_ns: int
+    #: wall-clock seconds of the last write or metadata change (max of mtime and ctime)
+    quiet_since: float
+    regular: bool
+
+
+def look(path: Path) -> Seen | None:
+    """Stat ``path`` (following a link); None when it is gone."""
+    try:
+        lst = path.lstat()
+    except OSError:
+        return None
+    st = lst
+    if stat.S_ISLNK(lst.st_mode):
+        try:
+            st = path.stat()
+        except OSError:
+            pass  # a dangling or looping link: read_stable says why
+    # a link settles when both it and its target stopped changing
+    quiet_ns = max(st.st_mtime_ns, st.st_ctime_ns, lst.st_mtime_ns, lst.st_ctime_ns)
+    return Seen(
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        quiet_since=quiet_ns / 1e9,
+        regular=stat.S_ISREG(st.st_mode),
+    )
+
+
+def _refuse(name: str, seen: Seen, reason: str) -> FileVersion:
+    return FileVersion(filename=name, size=seen.size, mtime_ns=seen.mtime_ns, error=reason)
+
+
+def read_stable(root: Path, name: str, seen: Seen, max_bytes: int) -> FileVersion | None:
+    """Read the stable file ``root/name`` that was last seen as ``seen``.
+
+    Returns the file's bytes and digest, a refusal with a specific reason, or None when the file
+    vanished or changed while being read (the caller watches it again).
+    """
+    path = root / name
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        return None
+    except (OSError, RuntimeError) as exc:
+        return _refuse(name, seen, f"cannot resolve path: {exc}")
+    if path.is_symlink() and not real.is_relative_to(root.resolve()):
+        return _refuse(name, seen, f"symlink points outside the watch dir (to {real})")
+    try:
+        st = real.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _refuse(name, seen, f"cannot stat file: {exc.strerror or exc}")
+    if stat.S_ISDIR(st.st_mode):
+        return _refuse(name, seen, "is a directory, not a task-list file")
+    if not stat.S_ISREG(st.st_mode):
+        return _refuse(name, seen, "not a regular file (FIFO, socket or device)")
+    if st.st_size > max_bytes:
+        return _refuse(
+            name, seen, f"file is {st.st_size} bytes, over the limit of {max_bytes} bytes"
+        )
+    if not st.st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
+        # root can read anything; the watcher still honours a file's "no read" mode
+        return _refuse(name, seen, f"file is not readable (mode {stat.S_IMODE(st.st_mode):04o})")
+    try:
+        # O_NONBLOCK: a FIFO swapped in after the stat must not block the watcher
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _refuse(name, seen, f"cannot open file: {exc.strerror or exc}")
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            return _refuse(name, seen, "not a regular file (FIFO, socket or device)")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                return _refuse(
+                    name, seen, f"file grew past the limit of {max_bytes} bytes while read"
+                )
+            chunks.append(chunk)
+        after = os.fstat(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return None
+        return _refuse(name, seen, f"cannot read file: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+    if (after.st_size, after.st_mtime_ns) != (seen.size, seen.mtime_ns) or total != seen.size:
+        return None  # written to while we read it: not stable after all
+    content = b"".join(chunks)
+    return FileVersion(
+        filename=name,
+        size=total,
+        mtime_ns=seen.mtime_ns,
+        digest=hashlib.sha256(content).hexdigest(),
+        content=content,
+    )

@@ -1,0 +1,253 @@
+"""The watcher sidecar: watchdog events, a start-up scan and periodic rescans feed a stability
+tracker; stable files are read and recorded in Postgres in batches, then enqueued for planning
+when ``auto_plan`` is on."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from planfleet import defaults, exceptions, models
+from planfleet.config import Config
+from planfleet.queues import Queues
+from planfleet.schema.repositories import FileVersion, Store
+from planfleet.watcher import intake
+from planfleet.watcher.tracker import StabilityTracker
+
+log = structlog.get_logger(__name__)
+
+_IGNORED_EVENTS = {"opened", "closed_no_write"}
+
+
+class _Handler(FileSystemEventHandler):
+    """Forwards names that changed to the watcher's loop (watchdog calls this in its thread)."""
+
+    def __init__(self, inbox: queue.SimpleQueue[tuple[str, str]]) -> None:
+        self._inbox = inbox
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        if event.event_type in _IGNORED_EVENTS:
+            return
+        if event.event_type == "moved":
+            self._inbox.put(("deleted", os.fsdecode(event.src_path)))
+            self._inbox.put(("changed", os.fsdecode(event.dest_path)))
+        elif event.event_type == "deleted":
+            self._inbox.put(("deleted", os.fsdecode(event.src_path)))
+        else:
+            self._inbox.put(("changed", os.fsdecode(event.src_path)))
+
+
+class Watcher:
+    """Records the task-list files of one watch dir (re-read from settings while running)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        queues: Queues | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.queues = queues
+        self.clock = clock
+        self.tracker = StabilityTracker(config.stability_window, config.watch_tick)
+        self._inbox: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._observer: BaseObserver | None = None
+        self._root: Path | None = None
+        self._known: set[tuple[str, int, int]] = set()
+        self._settings: models.Settings | None = None
+        self._settings_at = 0.0
+        self._next_rescan = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        assert self._root is not None, "the watcher is not started"
+        return self._root
+
+    def start(self) -> None:
+        self._refresh_settings(force=True)
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch until ``stop`` is set. Faults are logged and retried, never fatal."""
+        self.start()
+        backoff = self.config.watch_tick
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                    backoff = self.config.watch_tick
+                except (exceptions.DatabaseUnavailable, exceptions.StoreError) as exc:
+                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    log.warning("watcher_backoff", action="watch", error=str(exc), wait=backoff)
+                stop.wait(backoff)
+        finally:
+            self.stop()
+
+    # -- one turn of the loop ----------------------------------------------------------------
+
+    def step(self) -> list[models.RecordOutcome]:
+        """Take in events, rescan when due, record what became stable."""
+        now = self.clock()
+        self._refresh_settings()
+        self._drain_events(now)
+        if now >= self._next_rescan:
+            self.scan(now)
+        outcomes: list[models.RecordOutcome] = []
+        batch: list[FileVersion] = []
+        for name in self.tracker.due(now):
+            version = self._check(name, now)
+            if version is None:
+                continue
+            batch.append(version)
+            if len(batch) >= defaults.RECORD_BATCH:
+                outcomes += self._record(batch)
+                batch = []
+        if batch:
+            outcomes += self._record(batch)
+        return outcomes
+
+    def scan(self, now: float) -> int:
+        """Full scan of the watch dir: every name not yet looked at becomes a candidate."""
+        self._next_rescan = now + self.config.rescan_interval
+        found = 0
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as exc:
+            log.warning("watch_dir_unreadable", action="scan", dir=str(self.root), error=str(exc))
+            return 0
+        for entry in entries:
+            name = entry.name
+            if intake.is_ignored_name(name) or name in self.tracker:
+                continue
+            seen = intake.look(self.root / name)
+            if seen is None or (name, seen.size, seen.mtime_ns) in self._known:
+                continue
+            self.tracker.touch(name, now)
+            found += 1
+        return found
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _refresh_settings(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._settings_at < defaults.SETTINGS_REFRESH:
+            return
+        self._settings = self.store.settings.get()
+        self._settings_at = now
+        wanted = Path(self._settings.watch_dir or self.config.watch_dir).expanduser()
+        wanted.mkdir(parents=True, exist_ok=True)
+        wanted = wanted.resolve()
+        if wanted != self._root:
+            self._watch(wanted)
+
+    def _watch(self, root: Path) -> None:
+        self.stop()
+        self._root = root
+        self.tracker = StabilityTracker(self.config.stability_window, self.config.watch_tick)
+        self._known = self.store.inputs.known_files(str(root))
+        observer = Observer()
+        observer.schedule(_Handler(self._inbox), str(root), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        self._next_rescan = 0.0  # scan at once: files that arrived while nobody watched
+        log.info("watching", action="watch", dir=str(root), known=len(self._known))
+
+    def _drain_events(self, now: float) -> None:
+        while True:
+            try:
+                kind, path = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            p = Path(path)
+            if p.parent != self._root:
+                continue
+            name = p.name
+            if intake.is_ignored_name(name):
+                continue
+            if kind == "deleted":
+                self.tracker.forget(name)
+            else:
+                self.tracker.touch(name, now)
+
+    def _check(self, name: str, now: float) -> FileVersion | None:
+        path = self.root / name
+        seen = intake.look(path)
+        if seen is None:
+            self.tracker.forget(name)  # deleted before it was stable: nothing to say
+            return None
+        if (name, seen.size, seen.mtime_ns) in self._known:
+            self.tracker.forget(name)
+            return None
+        if not self.tracker.observe(name, seen, now):
+            return None
+        if not seen.regular and path.is_dir() and not path.is_symlink():
+            if not name.lower().endswith(intake.TASK_FILE_SUFFIXES):
+                self._known.add((name, seen.size, seen.mtime_ns))
+                log.debug("directory_skipped", action="watch", filename=name)
+                return None
+        version = intake.read_stable(self.root, name, seen, self.config.max_file_bytes)
+        if version is None:
+            if intake.look(path) is not None:
+                self.tracker.touch(name, now + self.config.watch_tick)
+            return None
+        return version
+
+    def _record(self, batch: list[FileVersion]) -> list[models.RecordOutcome]:
+        settings = self._settings
+        assert settings is not None
+        queue_them = settings.auto_plan and self.queues is not None
+        try:
+            outcomes = self.store.inputs.record_files(str(self.root), batch, queue=queue_them)
+        except exceptions.DatabaseUnavailable:
+            now = self.clock()
+            for version in batch:
+                self.tracker.touch(version.filename, now)
+            raise
+        for version in batch:
+            self._known.add((version.filename, version.size, version.mtime_ns))
+        errors = {v.filename: v.error for v in batch if v.error}
+        for out in outcomes:
+            if out.outcome == "refused":
+                log.warning(
+                    "input_refused",
+                    action="record",
+                    input_id=out.input_id,
+                    filename=out.filename,
+                    reason=errors.get(out.filename),
+                )
+            else:
+                log.info(
+                    f"input_{out.outcome}",
+                    action="record",
+                    input_id=out.input_id,
+                    filename=out.filename,
+                )
+        new_ids = [o.input_id for o in outcomes if o.outcome == "recorded"]
+        if queue_them and new_ids:
+            assert self.queues is not None
+            try:
+                self.queues.enqueue_plans(new_ids)
+            except exceptions.QueueUnavailable as exc:
+                # the inputs stay `queued` in Postgres; the reconciler enqueues them again
+                log.error("enqueue_failed", action="record", input_ids=new_ids, error=str(exc))
+        return outcomes

@@ -1,0 +1,120 @@
+"""The real ``planfleet`` command in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import wait_for
+
+BIN = str(Path(sys.executable).parent / "planfleet")
+
+
+def run(args: list[str], env: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BIN, *args], env=env, capture_output=True, text=True, timeout=60, **kw  # type: ignore[call-overload]
+    )
+
+
+@pytest.fixture
+def env(database_url: str, redis_url: str) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(DATABASE_URL=database_url, REDIS_URL=redis_url, PLANFLEET_LOG_FORMAT="json")
+    return e
+
+
+def test_settings_show_and_set(env: dict[str, str]) -> None:
+    r = run(["settings", "set", "auto_plan", "off"], env)
+    assert r.returncode == 0, r.stderr
+    r = run(["settings"], env)
+    assert re.search(r"auto_plan\s+off", r.stdout) and re.search(r"auto_build\s+on", r.stdout)
+    r = run(["settings", "set", "max_parallel", "7"], env)
+    assert re.search(r"max_parallel\s+7", r.stdout)
+    r = run(["settings", "set", "auto_build", "maybe"], env)
+    assert r.returncode == 2 and "expected on/off" in r.stderr
+    r = run(["settings", "set", "max_parallel", "0"], env)
+    assert r.returncode == 2 and "at least 1" in r.stderr
+
+
+def test_enqueue_plan_refuses_a_wrong_state(env: dict[str, str], database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO pending_inputs (filename, digest, size, content) "
+            "VALUES ('a.yaml', repeat('a', 64), 1, 'x')"
+        )
+    r = run(["enqueue-plan", "1"], env)
+    assert r.returncode == 0, r.stderr
+    r = run(["enqueue-plan", "1", "42"], env)
+    assert r.returncode == 3
+    assert "input 1 is queued, not pending" in r.stderr
+    assert "input 42 does not exist" in r.stderr
+
+
+def test_unreachable_database_is_a_clear_error(env: dict[str, str]) -> None:
+    env["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"
+    r = run(["settings"], env)
+    assert r.returncode == 4 and "Postgres is not reachable" in r.stderr
+
+
+def _start_up(cwd: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["PLANFLEET_STABILITY_WINDOW"] = "0.2"
+    log = cwd / f"up-{time.monotonic_ns()}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [BIN, "up"], cwd=cwd, env=env, stderr=fh, stdout=fh, start_new_session=True
+        )
+
+    def banner() -> dict[str, str] | None:
+        assert proc.poll() is None, f"planfleet up exited: {log.read_text()}"
+        found = dict(re.findall(r"^\s+(DATABASE_URL|REDIS_URL)=(\S+)", log.read_text(), re.M))
+        return found if len(found) == 2 else None
+
+    found = wait_for(banner, timeout=90, interval=0.1)
+    assert isinstance(found, dict)
+    return proc, found
+
+
+def _inputs(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return [
+            (r[0], r[1])
+            for r in conn.execute("SELECT filename, status::text FROM pending_inputs")
+        ]
+
+
+@pytest.mark.slow
+def test_up_brings_the_fleet_up_and_recovers_after_a_crash() -> None:
+    # /tmp, not pytest's 0700 tmp dir: embedded Postgres runs as its own user
+    cwd = Path(tempfile.mkdtemp(prefix="planfleet-up-", dir="/tmp"))
+    (cwd / "Procfile").write_text((Path(__file__).parents[2] / "Procfile").read_text())
+    proc, urls = _start_up(cwd)
+    try:
+        # When a file is dropped into ./input, Then it is recorded through the fleet
+        (cwd / "input" / "tasks.yaml").write_text("tasks: [{id: A}]\n")
+        wait_for(lambda: _inputs(urls["DATABASE_URL"]), timeout=20)
+        # When the whole process group is killed (a crash), Then a second `up` adopts what
+        # was left running and carries on
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc, urls2 = _start_up(cwd)
+        assert urls2 == urls
+        (cwd / "input" / "more.yaml").write_text("tasks: [{id: B}]\n")
+        wait_for(lambda: len(_inputs(urls["DATABASE_URL"])) == 2, timeout=20)
+    finally:
+        # When Ctrl-C reaches the group, Then everything it started stops
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) is not None
+    pg_pid = cwd / ".planfleet" / "postgres" / "postmaster.pid"
+    wait_for(lambda: not pg_pid.exists(), timeout=20)
+    assert not (cwd / ".planfleet" / "redis" / "redis.pid").exists()
+    assert not (cwd / ".planfleet" / "up.pid").exists()

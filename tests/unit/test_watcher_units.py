@@ -1,0 +1,123 @@
+"""Pure parts of the watcher: names, the stability schedule, the handler, the file reader."""
+
+from __future__ import annotations
+
+import os
+import queue
+from pathlib import Path
+
+import pytest
+from watchdog.events import (
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
+
+from planfleet.watcher import intake
+from planfleet.watcher.service import _Handler
+from planfleet.watcher.tracker import StabilityTracker
+
+
+@pytest.mark.parametrize(
+    "name", [".hidden.yaml", "x.tmp", "x.part", "x~", "x.yaml.swp", "~$x.yaml", "#x#", ""]
+)
+def test_temporary_and_hidden_names_are_ignored(name: str) -> None:
+    assert intake.is_ignored_name(name)
+
+
+@pytest.mark.parametrize("name", ["tasks.yaml", "SAM.json", "tasks.md", "notes"])
+def test_ordinary_names_count(name: str) -> None:
+    assert not intake.is_ignored_name(name)
+
+
+def seen(quiet_since: float, size: int = 1, mtime_ns: int = 1) -> intake.Seen:
+    return intake.Seen(size=size, mtime_ns=mtime_ns, quiet_since=quiet_since, regular=True)
+
+
+def test_tracker_waits_out_the_window_from_the_last_change() -> None:
+    t = StabilityTracker(window=1.0, tick=0.1)
+    t.touch("a", now=100.0)
+    assert t.due(100.0) == ["a"]
+    assert t.observe("a", seen(quiet_since=100.0), now=100.0) is False
+    assert t.due(100.5) == []
+    assert t.due(101.0) == ["a"]
+    # written again at 100.8: still not stable at 101.0, due at 101.8
+    assert t.observe("a", seen(quiet_since=100.8, size=2), now=101.0) is False
+    assert t.due(101.7) == [] and t.due(101.8) == ["a"]
+    assert t.observe("a", seen(quiet_since=100.8, size=2), now=101.8) is True
+    assert "a" not in t and len(t) == 0
+
+
+def test_tracker_records_old_files_at_once_and_distrusts_future_timestamps() -> None:
+    t = StabilityTracker(window=1.0, tick=0.1)
+    assert t.observe("old", seen(quiet_since=10.0), now=100.0) is True
+    t.touch("future", now=100.0)
+    assert t.observe("future", seen(quiet_since=5000.0), now=100.0) is False
+    assert t.observe("future", seen(quiet_since=5000.0), now=101.0) is True
+
+
+def test_tracker_forget_drops_a_candidate() -> None:
+    t = StabilityTracker(window=1.0, tick=0.1)
+    t.touch("a", 1.0)
+    t.forget("a")
+    assert t.due(10.0) == []
+
+
+def test_handler_ignores_open_and_close_without_write_and_splits_moves() -> None:
+    inbox: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+    h = _Handler(inbox)
+    for ev in [
+        FileOpenedEvent("/d/a"),
+        FileClosedNoWriteEvent("/d/a"),
+        FileCreatedEvent("/d/b"),
+        FileClosedEvent("/d/b"),
+        FileMovedEvent("/d/c.tmp", "/d/c"),
+        FileDeletedEvent("/d/e"),
+    ]:
+        h.dispatch(ev)
+    got = []
+    while not inbox.empty():
+        got.append(inbox.get())
+    assert got == [
+        ("changed", "/d/b"),
+        ("changed", "/d/b"),
+        ("deleted", "/d/c.tmp"),
+        ("changed", "/d/c"),
+        ("deleted", "/d/e"),
+    ]
+
+
+def test_read_stable_notices_a_write_during_the_read(tmp_path: Path) -> None:
+    f = tmp_path / "a.yaml"
+    f.write_bytes(b"abc")
+    before = intake.look(f)
+    assert before is not None
+    f.write_bytes(b"abcdef")
+    assert intake.read_stable(tmp_path, "a.yaml", before, 100) is None
+    now = intake.look(f)
+    assert now is not None
+    got = intake.read_stable(tmp_path, "a.yaml", now, 100)
+    assert got is not None and got.content == b"abcdef" and got.error is None
+    assert got.digest == "bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721"
+
+
+def test_read_stable_refuses_oversize_without_reading(tmp_path: Path) -> None:
+    f = tmp_path / "big.json"
+    with open(f, "wb") as fh:
+        fh.truncate(10**9)  # sparse: reading it would take a while
+    s = intake.look(f)
+    assert s is not None
+    got = intake.read_stable(tmp_path, "big.json", s, 16 * 2**20)
+    assert got is not None and got.content is None
+    assert got.error == f"file is {10**9} bytes, over the limit of {16 * 2**20} bytes"
+
+
+def test_read_stable_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "p.json")
+    s = intake.look(tmp_path / "p.json")
+    assert s is not None and not s.regular
+    got = intake.read_stable(tmp_path, "p.json", s, 100)
+    assert got is not None and "not a regular file" in (got.error or "")
