@@ -99,7 +99,8 @@ class InputRepository:
 
         ``queue`` marks new inputs ``queued`` (the caller enqueues them once this returns).
         """
-        ordered = sorted(files, key=lambda f: (f.filename, f.size, f.mtime_ns))
+        by_name = {f.filename: f for f in files}  # one version per name in a batch
+        ordered = sorted(by_name.values(), key=lambda f: f.filename)
         params = {
             "dir": source_dir,
             "names": [f.filename for f in ordered],

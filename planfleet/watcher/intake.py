@@ -41,6 +41,10 @@ class Seen:
     #: wall-clock seconds of the last write or metadata change (max of mtime and ctime)
     quiet_since: float
     regular: bool
+    #: st_mode of the file (of the link's target for a link)
+    mode: int = 0
+    #: the name is a symbolic link (its target is what is read)
+    link: bool = False
 
 
 def look(path: Path) -> Seen | None:
@@ -62,6 +66,8 @@ def look(path: Path) -> Seen | None:
         mtime_ns=st.st_mtime_ns,
         quiet_since=quiet_ns / 1e9,
         regular=stat.S_ISREG(st.st_mode),
+        mode=st.st_mode,
+        link=stat.S_ISLNK(lst.st_mode),
     )
 
 
@@ -76,31 +82,28 @@ def read_stable(root: Path, name: str, seen: Seen, max_bytes: int) -> FileVersio
     vanished or changed while being read (the caller watches it again).
     """
     path = root / name
-    try:
-        real = path.resolve(strict=True)
-    except FileNotFoundError:
-        return None
-    except (OSError, RuntimeError) as exc:
-        return _refuse(name, seen, f"cannot resolve path: {exc}")
-    if path.is_symlink() and not real.is_relative_to(root.resolve()):
-        return _refuse(name, seen, f"symlink points outside the watch dir (to {real})")
-    try:
-        st = real.stat()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return _refuse(name, seen, f"cannot stat file: {exc.strerror or exc}")
-    if stat.S_ISDIR(st.st_mode):
+    real = path
+    if seen.link:
+        try:
+            real = path.resolve(strict=True)
+        except FileNotFoundError:
+            return None
+        except (OSError, RuntimeError) as exc:
+            return _refuse(name, seen, f"cannot resolve symlink: {exc}")
+        if not real.is_relative_to(root.resolve()):
+            return _refuse(name, seen, f"symlink points outside the watch dir (to {real})")
+    kind = stat.S_IFMT(seen.mode)
+    if kind == stat.S_IFDIR:
         return _refuse(name, seen, "is a directory, not a task-list file")
-    if not stat.S_ISREG(st.st_mode):
+    if kind != stat.S_IFREG:
         return _refuse(name, seen, "not a regular file (FIFO, socket or device)")
-    if st.st_size > max_bytes:
+    if seen.size > max_bytes:
         return _refuse(
-            name, seen, f"file is {st.st_size} bytes, over the limit of {max_bytes} bytes"
+            name, seen, f"file is {seen.size} bytes, over the limit of {max_bytes} bytes"
         )
-    if not st.st_mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
+    if not seen.mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH):
         # root can read anything; the watcher still honours a file's "no read" mode
-        return _refuse(name, seen, f"file is not readable (mode {stat.S_IMODE(st.st_mode):04o})")
+        return _refuse(name, seen, f"file is not readable (mode {stat.S_IMODE(seen.mode):04o})")
     try:
         # O_NONBLOCK: a FIFO swapped in after the stat must not block the watcher
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -109,21 +112,20 @@ def read_stable(root: Path, name: str, seen: Seen, max_bytes: int) -> FileVersio
     except OSError as exc:
         return _refuse(name, seen, f"cannot open file: {exc.strerror or exc}")
     try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            return _refuse(name, seen, "not a regular file (FIFO, socket or device)")
         chunks: list[bytes] = []
         total = 0
+        want = min(seen.size, max_bytes) + 1  # one read for a file that did not grow
         while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
+            chunk = os.read(fd, want)
             total += len(chunk)
             if total > max_bytes:
                 return _refuse(
                     name, seen, f"file grew past the limit of {max_bytes} bytes while read"
                 )
             chunks.append(chunk)
+            if len(chunk) < want:
+                break
+            want = 1 << 20
         after = os.fstat(fd)
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
@@ -131,6 +133,8 @@ def read_stable(root: Path, name: str, seen: Seen, max_bytes: int) -> FileVersio
         return _refuse(name, seen, f"cannot read file: {exc.strerror or exc}")
     finally:
         os.close(fd)
+    if not stat.S_ISREG(after.st_mode):
+        return _refuse(name, seen, "not a regular file (FIFO, socket or device)")
     if (after.st_size, after.st_mtime_ns) != (seen.size, seen.mtime_ns) or total != seen.size:
         return None  # written to while we read it: not stable after all
     content = b"".join(chunks)

@@ -12,7 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -26,6 +36,20 @@ from planfleet.watcher.tracker import StabilityTracker
 log = structlog.get_logger(__name__)
 
 _IGNORED_EVENTS = {"opened", "closed_no_write"}
+
+#: What the kernel is asked to report: names that appear, vanish or are closed after a write.
+#: Per-write "modified" events are left out on purpose: a file being written is re-checked by
+#: its size and timestamps until it settles, and a burst of writes would otherwise flood the
+#: watcher with events it does not need (the periodic rescan catches anything else).
+_EVENT_FILTER: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
 
 
 class _Handler(FileSystemEventHandler):
@@ -44,6 +68,46 @@ class _Handler(FileSystemEventHandler):
             self._inbox.put(("deleted", os.fsdecode(event.src_path)))
         else:
             self._inbox.put(("changed", os.fsdecode(event.src_path)))
+
+
+class _Enqueuer:
+    """Enqueues plan jobs for recorded inputs off the recording path (a thread of its own), so
+    a burst of files is committed first and enqueued right after."""
+
+    def __init__(self, queues: Queues) -> None:
+        self._queues = queues
+        self._inbox: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="planfleet-enqueuer", daemon=True)
+        self._thread.start()
+
+    def submit(self, ids: list[int]) -> None:
+        self._inbox.put(ids)
+
+    def close(self) -> None:
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            batch = self._inbox.get()
+            ids: list[int] = []
+            while batch is not None:
+                ids += batch
+                try:
+                    batch = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+            done = batch is None
+            for start in range(0, len(ids), defaults.RECORD_BATCH):
+                chunk = ids[start : start + defaults.RECORD_BATCH]
+                try:
+                    self._queues.enqueue_plans(chunk)
+                except exceptions.QueueUnavailable as exc:
+                    # the inputs stay `queued` in Postgres; the reconciler enqueues them again
+                    log.error("enqueue_failed", action="enqueue", input_ids=chunk, error=str(exc))
+                except Exception:  # noqa: BLE001 - the thread must outlive any fault
+                    log.exception("enqueue_crashed", action="enqueue", input_ids=chunk)
 
 
 class Watcher:
@@ -65,10 +129,12 @@ class Watcher:
         self._inbox: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._observer: BaseObserver | None = None
         self._root: Path | None = None
+        self._root_str = ""
         self._known: set[tuple[str, int, int]] = set()
         self._settings: models.Settings | None = None
         self._settings_at = 0.0
         self._next_rescan = 0.0
+        self._enqueuer = _Enqueuer(queues) if queues is not None else None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -81,6 +147,12 @@ class Watcher:
         self._refresh_settings(force=True)
 
     def stop(self) -> None:
+        self._stop_observer()
+        if self._enqueuer is not None:
+            self._enqueuer.close()
+            self._enqueuer = None
+
+    def _stop_observer(self) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
@@ -160,12 +232,15 @@ class Watcher:
             self._watch(wanted)
 
     def _watch(self, root: Path) -> None:
-        self.stop()
+        self._stop_observer()
         self._root = root
+        self._root_str = str(root)
         self.tracker = StabilityTracker(self.config.stability_window, self.config.watch_tick)
         self._known = self.store.inputs.known_files(str(root))
         observer = Observer()
-        observer.schedule(_Handler(self._inbox), str(root), recursive=False)
+        observer.schedule(
+            _Handler(self._inbox), str(root), recursive=False, event_filter=_EVENT_FILTER
+        )
         observer.daemon = True
         observer.start()
         self._observer = observer
@@ -178,16 +253,13 @@ class Watcher:
                 kind, path = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            p = Path(path)
-            if p.parent != self._root:
-                continue
-            name = p.name
-            if intake.is_ignored_name(name):
+            parent, name = os.path.split(path)
+            if parent != self._root_str or intake.is_ignored_name(name):
                 continue
             if kind == "deleted":
                 self.tracker.forget(name)
             else:
-                self.tracker.touch(name, now)
+                self.tracker.touch(name, now, changed=True)
 
     def _check(self, name: str, now: float) -> FileVersion | None:
         path = self.root / name
@@ -244,10 +316,6 @@ class Watcher:
                 )
         new_ids = [o.input_id for o in outcomes if o.outcome == "recorded"]
         if queue_them and new_ids:
-            assert self.queues is not None
-            try:
-                self.queues.enqueue_plans(new_ids)
-            except exceptions.QueueUnavailable as exc:
-                # the inputs stay `queued` in Postgres; the reconciler enqueues them again
-                log.error("enqueue_failed", action="record", input_ids=new_ids, error=str(exc))
+            assert self._enqueuer is not None
+            self._enqueuer.submit(new_ids)
         return outcomes

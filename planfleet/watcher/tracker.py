@@ -26,9 +26,12 @@ class StabilityTracker:
     def __contains__(self, name: str) -> bool:
         return name in self._check_at
 
-    def touch(self, name: str, now: float) -> None:
-        """Something happened to ``name``: look at it at the next tick."""
-        self._check_at[name] = min(self._check_at.get(name, now), now)
+    def touch(self, name: str, now: float, *, changed: bool = False) -> None:
+        """Look at ``name`` at the next tick; ``changed``: it was just written to, so it
+        cannot settle before a full window from now."""
+        at = now + self.window if changed else now
+        current = self._check_at.get(name)
+        self._check_at[name] = at if current is None or changed else min(current, at)
         self._first_seen.setdefault(name, now)
 
     def forget(self, name: str) -> None:

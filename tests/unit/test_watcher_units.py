@@ -121,3 +121,13 @@ def test_read_stable_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     assert s is not None and not s.regular
     got = intake.read_stable(tmp_path, "p.json", s, 100)
     assert got is not None and "not a regular file" in (got.error or "")
+
+
+def test_a_change_event_postpones_the_check_by_a_window() -> None:
+    t = StabilityTracker(window=1.0, tick=0.1)
+    t.touch("a", now=10.0)
+    t.touch("a", now=10.2, changed=True)
+    assert t.due(11.1) == [] and t.due(11.2) == ["a"]
+    # a plain touch (a rescan) does not postpone a pending check
+    t.touch("a", now=10.5)
+    assert t.due(10.5) == ["a"]

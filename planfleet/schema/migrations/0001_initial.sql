@@ -49,11 +49,10 @@ CREATE TABLE input_files (
     size       bigint      NOT NULL,
     mtime_ns   bigint      NOT NULL,
     digest     text        NULL,
-    input_id   bigint      NULL REFERENCES pending_inputs (id) ON DELETE CASCADE,
     seen_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source_dir, filename, size, mtime_ns)
 );
-CREATE INDEX input_files_input_idx ON input_files (input_id);
+CREATE INDEX input_files_digest_idx ON input_files (digest);
 
 CREATE TABLE plans (
     id               bigserial   PRIMARY KEY,
@@ -135,63 +134,83 @@ CREATE TRIGGER plans_status_event BEFORE UPDATE OF status ON plans
 CREATE TRIGGER steps_status_event BEFORE UPDATE OF status ON steps
     FOR EACH ROW EXECUTE FUNCTION planfleet_status_event_v1();
 
--- Record one batch of file versions the watcher found stable, in name order (so concurrent
--- watchers lock rows in one order). A version another watcher already took is skipped.
--- errors[i] set: the file was refused (never read); the input is stored as failed with it.
+-- Record one batch of stable file versions the watcher read or refused, set-based (a few
+-- statements per batch, not per file). Each name appears at most once in a batch. A version
+-- that another watcher (or an earlier run) already took is skipped: it is claimed in
+-- input_files first, in name order, so concurrent watchers lock rows in one order.
+-- errors[i] set: the file was refused (never read) and becomes a failed input with that error.
+-- Returns one row per claimed file: recorded (a new input), duplicate (content already
+-- recorded, under any name) or refused.
 CREATE FUNCTION planfleet_record_files_v1(
     p_dir text, p_names text[], p_sizes bigint[], p_mtimes bigint[], p_digests text[],
     p_contents bytea[], p_errors text[], p_queue boolean)
 RETURNS TABLE (filename text, input_id bigint, outcome text)
 LANGUAGE plpgsql AS $$
 DECLARE
-    i integer;
-    v_id bigint;
-    v_outcome text;
+    v_claimed text[];
+    v_new_names text[];
+    v_new_ids bigint[];
+    v_status planfleet_input_status :=
+        CASE WHEN p_queue THEN 'queued' ELSE 'pending' END::planfleet_input_status;
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
+    WITH ins AS (
         INSERT INTO input_files AS f (source_dir, filename, size, mtime_ns, digest)
-        VALUES (p_dir, p_names[i], p_sizes[i], p_mtimes[i], p_digests[i])
-        ON CONFLICT DO NOTHING;
-        CONTINUE WHEN NOT FOUND;
+        SELECT p_dir, u.name, u.size, u.mtime_ns, u.digest
+        FROM unnest(p_names, p_sizes, p_mtimes, p_digests) AS u(name, size, mtime_ns, digest)
+        ORDER BY u.name
+        ON CONFLICT DO NOTHING
+        RETURNING f.filename)
+    SELECT coalesce(array_agg(ins.filename), '{}') INTO v_claimed FROM ins;
 
-        IF p_errors[i] IS NOT NULL THEN
-            INSERT INTO pending_inputs (filename, source_dir, size, status, error)
-            VALUES (p_names[i], p_dir, p_sizes[i], 'failed', p_errors[i])
-            RETURNING id INTO v_id;
-            v_outcome := 'refused';
-            INSERT INTO events (kind, input_id, message, data)
-            VALUES ('input_refused', v_id, p_names[i] || ': ' || p_errors[i],
-                    jsonb_build_object('filename', p_names[i], 'size', p_sizes[i]));
-        ELSE
-            INSERT INTO pending_inputs (filename, source_dir, digest, size, content, status)
-            VALUES (p_names[i], p_dir, p_digests[i], p_sizes[i], p_contents[i],
-                    CASE WHEN p_queue THEN 'queued' ELSE 'pending' END::planfleet_input_status)
-            ON CONFLICT (digest) WHERE digest IS NOT NULL DO NOTHING
-            RETURNING id INTO v_id;
-            IF FOUND THEN
-                v_outcome := 'recorded';
-                INSERT INTO events (kind, input_id, message, data)
-                VALUES ('input_recorded', v_id,
-                        p_names[i] || ' recorded (' || p_sizes[i] || ' bytes)',
-                        jsonb_build_object('filename', p_names[i], 'digest', p_digests[i],
-                                           'size', p_sizes[i], 'queued', p_queue));
-            ELSE
-                SELECT p.id INTO v_id FROM pending_inputs p WHERE p.digest = p_digests[i];
-                v_outcome := 'duplicate';
-                INSERT INTO events (kind, input_id, message, data)
-                VALUES ('input_duplicate', v_id,
-                        p_names[i] || ' has the same content as input ' || v_id,
-                        jsonb_build_object('filename', p_names[i], 'digest', p_digests[i]));
-            END IF;
-        END IF;
+    RETURN QUERY
+    WITH ins AS (
+        INSERT INTO pending_inputs AS p (filename, source_dir, size, status, error)
+        SELECT u.name, p_dir, u.size, 'failed', u.error
+        FROM unnest(p_names, p_sizes, p_errors) AS u(name, size, error)
+        JOIN unnest(v_claimed) AS c(name) ON c.name = u.name
+        WHERE u.error IS NOT NULL
+        ORDER BY u.name
+        RETURNING p.id, p.filename, p.size, p.error),
+    ev AS (
+        INSERT INTO events (kind, input_id, message, data)
+        SELECT 'input_refused', ins.id, ins.filename || ': ' || ins.error,
+               jsonb_build_object('filename', ins.filename, 'size', ins.size)
+        FROM ins)
+    SELECT ins.filename, ins.id, 'refused'::text FROM ins;
 
-        UPDATE input_files AS f SET input_id = v_id
-        WHERE f.source_dir = p_dir AND f.filename = p_names[i]
-          AND f.size = p_sizes[i] AND f.mtime_ns = p_mtimes[i];
+    WITH ins AS (
+        INSERT INTO pending_inputs AS p (filename, source_dir, digest, size, content, status)
+        SELECT DISTINCT ON (u.digest) u.name, p_dir, u.digest, u.size, u.content, v_status
+        FROM unnest(p_names, p_sizes, p_digests, p_contents, p_errors)
+             AS u(name, size, digest, content, error)
+        JOIN unnest(v_claimed) AS c(name) ON c.name = u.name
+        WHERE u.error IS NULL
+        ORDER BY u.digest, u.name
+        ON CONFLICT (digest) WHERE digest IS NOT NULL DO NOTHING
+        RETURNING p.id, p.filename, p.digest, p.size),
+    ev AS (
+        INSERT INTO events (kind, input_id, message, data)
+        SELECT 'input_recorded', ins.id, ins.filename || ' recorded (' || ins.size || ' bytes)',
+               jsonb_build_object('filename', ins.filename, 'digest', ins.digest,
+                                  'size', ins.size, 'queued', p_queue)
+        FROM ins)
+    SELECT coalesce(array_agg(ins.filename), '{}'), coalesce(array_agg(ins.id), '{}')
+    INTO v_new_names, v_new_ids FROM ins;
 
-        filename := p_names[i];
-        input_id := v_id;
-        outcome := v_outcome;
-        RETURN NEXT;
-    END LOOP;
+    RETURN QUERY SELECT n.name, n.id, 'recorded'::text FROM unnest(v_new_names, v_new_ids) AS n(name, id);
+
+    -- a new statement sees inputs a concurrent watcher committed meanwhile
+    RETURN QUERY
+    WITH dup AS (
+        SELECT u.name, p.id, u.digest
+        FROM unnest(p_names, p_digests, p_errors) AS u(name, digest, error)
+        JOIN unnest(v_claimed) AS c(name) ON c.name = u.name
+        JOIN pending_inputs AS p ON p.digest = u.digest
+        WHERE u.error IS NULL AND u.name <> ALL (v_new_names)),
+    ev AS (
+        INSERT INTO events (kind, input_id, message, data)
+        SELECT 'input_duplicate', dup.id, dup.name || ' has the same content as input ' || dup.id,
+               jsonb_build_object('filename', dup.name, 'digest', dup.digest)
+        FROM dup)
+    SELECT dup.name, dup.id, 'duplicate'::text FROM dup;
 END $$;
