@@ -198,6 +198,61 @@ def enqueue_plan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -
     raise typer.Exit(code)
 
 
+@app.command("plan")
+def plan_cmd(
+    source: Annotated[str, typer.Argument(help="Task-list file, or - for standard input.")],
+    max_parallel: Annotated[
+        int | None, typer.Option(min=1, envvar="PLANFLEET_MAX_PARALLEL",
+                                 help="Tasks at once (default: the file's, else 15).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The plan as JSON, nothing else.")] = False,
+    windmill_flow: Annotated[
+        bool, typer.Option("--windmill-flow", help="The plan as a Windmill flow (OpenFlow JSON).")
+    ] = False,
+    budget: Annotated[
+        float | None, typer.Option(min=0, help="Seconds of schedule search (default scales "
+                                   "with size).")
+    ] = None,
+) -> None:
+    """Plan a task-list file (native JSON/YAML, YouTrack export, spec-kit tasks.md); store
+    nothing."""
+    from planfleet import planner
+    from planfleet.planner import flow, render
+
+    machine = as_json or windmill_flow
+    try:
+        if source == "-":
+            content, name = sys.stdin.buffer.read(), "stdin"
+        else:
+            path = Path(source)
+            if path.stat().st_size > Config().max_file_bytes:
+                raise planner.PlanningError([planner.Problem(
+                    "too_large", f"{source} is over {Config().max_file_bytes} bytes")])
+            content, name = path.read_bytes(), path.name
+        result = planner.plan_bytes(content, name, max_parallel=max_parallel, budget=budget)
+    except OSError as exc:
+        if machine:
+            sys.stderr.write(json.dumps({"error": f"cannot read {source}: {exc.strerror}"}) + "\n")
+        else:
+            err.print(f"[red]error:[/red] cannot read {source}: {exc.strerror}")
+        raise typer.Exit(RET_INVALID) from exc
+    except planner.PlanningError as exc:
+        if machine:
+            sys.stderr.write(json.dumps(exc.to_dict()) + "\n")
+        else:
+            n = len(exc.problems)
+            lines = [f"cannot plan {source} ({n} problem{'s' if n != 1 else ''}):"]
+            lines += [f"  - {problem}" for problem in exc.problems]
+            sys.stderr.write("\n".join(lines) + "\n")
+        raise typer.Exit(RET_INVALID) from exc
+    if windmill_flow:
+        sys.stdout.write(json.dumps(flow.to_windmill_flow(result), indent=2) + "\n")
+    elif as_json:
+        sys.stdout.write(result.model_dump_json() + "\n")
+    else:
+        sys.stdout.write(render.text(result) + "\n")
+
+
 @app.command()
 def up(
     plan_workers: Annotated[int, typer.Option(envvar="PLANFLEET_PLAN_WORKERS", min=0)] = 1,

@@ -64,3 +64,6 @@ STATE_DIR = ".planfleet"
 API_HOST = "127.0.0.1"
 #: Port of the control plane.
 API_PORT = 8080
+
+#: Windmill script a task runs when neither it nor its solver names one.
+DEFAULT_SCRIPT = "f/planner/solver_dispatch"

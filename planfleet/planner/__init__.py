@@ -1,0 +1,41 @@
+"""The planner: a pure library (no I/O) from task-list bytes to a dependency-aware plan."""
+
+from __future__ import annotations
+
+from planfleet.planner.errors import PlanningError, Problem
+from planfleet.planner.formats import load, parse
+from planfleet.planner.plan import Plan, Remaining, plan, replan
+from planfleet.planner.tasks import SolverSpec, TaskList, TaskSpec
+
+__all__ = [
+    "Plan",
+    "PlanningError",
+    "Problem",
+    "Remaining",
+    "SolverSpec",
+    "TaskList",
+    "TaskSpec",
+    "load",
+    "parse",
+    "plan",
+    "plan_bytes",
+    "replan",
+]
+
+
+def plan_bytes(content: bytes, filename: str = "tasks", **options: object) -> Plan:
+    """Parse and plan a task-list file's bytes (see :func:`plan` for the options).
+
+    Raises PlanningError with every problem: field problems and graph problems together.
+    """
+    from planfleet.planner import formats, graph
+
+    task_list, problems = formats.parse(content, filename)
+    if task_list is None or problems:
+        if task_list is not None and task_list.tasks:
+            try:
+                graph.build(task_list)
+            except PlanningError as exc:
+                problems = problems + exc.problems
+        raise PlanningError(problems)
+    return plan(task_list, **options)  # type: ignore[arg-type]

@@ -1,0 +1,255 @@
+"""The task list the planner works on: pydantic models and the field rules every format shares."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from planfleet import defaults
+from planfleet.planner.errors import Problem
+
+#: Longest task id accepted.
+MAX_ID_LENGTH = 200
+#: Largest estimate accepted, in minutes (about 19 years).
+MAX_ESTIMATE = 10_000_000.0
+_ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+_DURATION = re.compile(
+    r"^\s*(?:(?P<w>\d+(?:\.\d+)?)\s*w)?\s*(?:(?P<d>\d+(?:\.\d+)?)\s*d)?\s*"
+    r"(?:(?P<h>\d+(?:\.\d+)?)\s*h(?:ours?|rs?)?)?\s*"
+    r"(?:(?P<m>\d+(?:\.\d+)?)\s*(?:m|min|mins|minutes?)?)?\s*$",
+    re.IGNORECASE,
+)
+#: Working time units, as issue trackers count them.
+MINUTES_PER_DAY = 8 * 60
+MINUTES_PER_WEEK = 5 * MINUTES_PER_DAY
+PRIORITY_ALIASES = {
+    **defaults.PRIORITIES,
+    "show-stopper": 100,
+    "blocker": 100,
+    "urgent": 100,
+    "major": 75,
+    "medium": 50,
+    "minor": 25,
+    "trivial": 0,
+}
+
+
+class SolverSpec(BaseModel):
+    """A solver: the Windmill script its tasks run and how many may run at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    script: str | None = None
+    capacity: int | None = Field(None, ge=1)
+    qa: str | None = None
+
+
+class TaskSpec(BaseModel):
+    """One task, normalised (estimate in minutes, priority a number, solvers a list)."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    title: str = ""
+    estimate: float = defaults.DEFAULT_ESTIMATE
+    priority: int = defaults.DEFAULT_PRIORITY
+    depends_on: tuple[str, ...] = ()
+    solver: tuple[str, ...] = ()
+    parallel: bool = True
+    script: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    line: int | None = None
+
+
+class TaskList(BaseModel):
+    """A parsed, field-checked task list (its graph is checked by the planner)."""
+
+    model_config = ConfigDict(frozen=True)
+    format: str
+    project: str | None = None
+    max_parallel: int | None = None
+    solvers: dict[str, SolverSpec] = Field(default_factory=dict)
+    tasks: tuple[TaskSpec, ...] = ()
+
+
+def parse_estimate(value: Any) -> float:
+    """Minutes from a number or a duration such as ``45m``, ``2h``, ``1h30m``, ``1d``."""
+    if isinstance(value, bool):
+        raise ValueError(f"estimate must be minutes or a duration like '2h', got {value!r}")
+    if isinstance(value, int | float):
+        minutes = float(value)
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if not value.strip() or m is None or not any(m.groupdict().values()):
+            raise ValueError(f"estimate {value!r} is not minutes or a duration like '2h'")
+        parts = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
+        minutes = (
+            parts["w"] * MINUTES_PER_WEEK
+            + parts["d"] * MINUTES_PER_DAY
+            + parts["h"] * 60
+            + parts["m"]
+        )
+    else:
+        raise ValueError(f"estimate must be minutes or a duration like '2h', got {value!r}")
+    if not math.isfinite(minutes) or minutes < 0:
+        raise ValueError(f"estimate must be a finite number of minutes >= 0, got {value!r}")
+    if minutes > MAX_ESTIMATE:
+        raise ValueError(f"estimate {value!r} is over the limit of {MAX_ESTIMATE:.0f} minutes")
+    return minutes
+
+
+def parse_priority(value: Any) -> int:
+    """A priority name (critical, high, normal, low, idle, …) or an integer."""
+    if isinstance(value, bool):
+        raise ValueError(f"priority must be a name or an integer, got {value!r}")
+    if isinstance(value, int):
+        if not -1_000_000 <= value <= 1_000_000:
+            raise ValueError(f"priority {value} is out of range (-1000000..1000000)")
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return parse_priority(int(value))
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in PRIORITY_ALIASES:
+            return PRIORITY_ALIASES[key]
+        if re.fullmatch(r"-?\d+", key):
+            return parse_priority(int(key))
+        names = ", ".join(defaults.PRIORITIES)
+        raise ValueError(f"unknown priority {value!r} (use {names}, or an integer)")
+    raise ValueError(f"priority must be a name or an integer, got {type(value).__name__}")
+
+
+def check_id(value: Any) -> str:
+    """A task id: a non-empty string (or integer) without control characters."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"id must be a string, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("id is empty")
+    if len(text) > MAX_ID_LENGTH:
+        raise ValueError(f"id is {len(text)} characters long (at most {MAX_ID_LENGTH})")
+    if _ID_FORBIDDEN.search(text):
+        raise ValueError("id contains control characters")
+    return text
+
+
+def _id_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a list of task ids, got {type(value).__name__}")
+    return [check_id(v) for v in value]
+
+
+def build_task(raw: Any, index: int, problems: list[Problem], *, line: int | None = None) -> TaskSpec | None:
+    """Check one raw task mapping; problems are appended, None when it is unusable."""
+    if not isinstance(raw, dict):
+        problems.append(
+            Problem("bad_field", f"task #{index + 1} must be a mapping, got {type(raw).__name__}",
+                    line=line)
+        )
+        return None
+    try:
+        task_id = check_id(raw.get("id"))
+    except ValueError as exc:
+        problems.append(Problem("bad_id", f"task #{index + 1}: {exc}", field="id", line=line))
+        return None
+    fields: dict[str, Any] = {"id": task_id, "line": line}
+
+    def check(name: str, fn: Any) -> None:
+        if name in raw and raw[name] is not None:
+            try:
+                fields[name] = fn(raw[name])
+            except ValueError as exc:
+                code = {"estimate": "bad_estimate", "priority": "bad_priority"}.get(name, "bad_field")
+                problems.append(Problem(code, str(exc), task=task_id, field=name, line=line))
+
+    def text(v: Any) -> str:
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise ValueError(f"must be text, got {type(v).__name__}")
+        return str(v)
+
+    def boolean(v: Any) -> bool:
+        if not isinstance(v, bool):
+            raise ValueError(f"must be true or false, got {v!r}")
+        return v
+
+    def mapping(v: Any) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise ValueError(f"must be a mapping, got {type(v).__name__}")
+        return v
+
+    check("title", text)
+    check("estimate", parse_estimate)
+    check("priority", parse_priority)
+    check("depends_on", lambda v: tuple(_id_list(v, "depends_on")))
+    check("solver", lambda v: tuple(_id_list(v, "solver")))
+    check("parallel", boolean)
+    check("script", text)
+    check("args", mapping)
+    if "title" not in fields and isinstance(raw.get("summary"), str):
+        fields["title"] = raw["summary"]
+    known = {"id", "title", "summary", "estimate", "priority", "depends_on", "solver", "parallel",
+             "script", "args", "description"}
+    for key in raw:
+        if key not in known:
+            problems.append(
+                Problem("bad_field", f"unknown field {key!r}", task=task_id, field=str(key),
+                        line=line)
+            )
+    return TaskSpec(**fields)
+
+
+def build_solvers(raw: Any, problems: list[Problem]) -> dict[str, SolverSpec]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(Problem("bad_field", "solvers must be a mapping", field="solvers"))
+        return {}
+    out: dict[str, SolverSpec] = {}
+    for name, spec in raw.items():
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            problems.append(
+                Problem("bad_field", f"solver {name!r} must be a mapping", field="solvers")
+            )
+            continue
+        cap = spec.get("capacity")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            problems.append(
+                Problem("bad_capacity", f"solver {name!r}: capacity must be an integer >= 1, "
+                        f"got {cap!r}", field=f"solvers.{name}.capacity")
+            )
+            continue
+        try:
+            out[str(name)] = SolverSpec(**spec)
+        except Exception as exc:  # pydantic.ValidationError
+            problems.append(
+                Problem("bad_field", f"solver {name!r}: {_first_error(exc)}", field="solvers")
+            )
+    return out
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        e = errors()[0]
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        return f"{loc}: {e.get('msg')}" if loc else str(e.get("msg"))
+    return str(exc)
+
+
+def check_max_parallel(value: Any, problems: list[Problem]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append(
+            Problem("bad_field", f"max_parallel must be an integer >= 1, got {value!r}",
+                    field="max_parallel")
+        )
+        return None
+    return value
