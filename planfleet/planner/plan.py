@@ -136,39 +136,54 @@ def critical_path(inst: sch.Instance, blevel: Sequence[float]) -> list[int]:
 def waves(inst: sch.Instance, s: sch.Schedule, key: Sequence[int]) -> list[list[int]]:
     """Group tasks into waves for display and flow export: each wave after the waves of its
     dependencies, at most max_parallel tasks (and solver capacity) per wave, a parallel:false
-    task alone in its wave; tasks placed in order of their simulated start."""
+    task alone in a wave of its own; tasks placed in order of their simulated start.
+
+    Full waves are skipped with union-find pointers (one set for "full or closed", one per
+    solver for "solver at capacity"), so placing n tasks stays near-linear.
+    """
     order = sorted(range(inst.n), key=lambda i: (s.start[i], key[i]))
     wave_of = [0] * inst.n
     members: list[list[int]] = []
-    solver_use: list[dict[int, int]] = []
-    closed: list[bool] = []
-    floor = 0  # waves below this are full or closed
+    use: list[dict[int, int]] = []
+    full: dict[int, int] = {}  # wave -> a later wave to try instead
+    solver_full: dict[int, dict[int, int]] = {}
     for i in order:
         w = max((wave_of[p] + 1 for p in inst.pred[i]), default=0)
-        w = max(w, floor) if not inst.pred[i] else w
-        while True:
-            if w == len(members):
-                members.append([])
-                solver_use.append({})
-                closed.append(False)
-            room = not closed[w] and len(members[w]) < inst.m
-            if room and inst.exclusive[i]:
-                room = not members[w]
-            sv = inst.solver[i]
-            if room and sv >= 0:
-                room = solver_use[w].get(sv, 0) < inst.caps[sv]
-            if room:
-                break
-            w += 1
+        sv = inst.solver[i]
+        if inst.exclusive[i]:
+            w = len(members)  # alone, in a wave of its own after everything placed so far
+        else:
+            while True:
+                w = _find(full, w)
+                if sv < 0 or w >= len(members):
+                    break
+                w2 = _find(solver_full.setdefault(sv, {}), w)
+                if w2 == w:
+                    break
+                w = w2
+        if w >= len(members):
+            w = len(members)
+            members.append([])
+            use.append({})
         members[w].append(i)
         wave_of[i] = w
-        if inst.exclusive[i]:
-            closed[w] = True
         if sv >= 0:
-            solver_use[w][sv] = solver_use[w].get(sv, 0) + 1
-        while floor < len(members) and (closed[floor] or len(members[floor]) >= inst.m):
-            floor += 1
+            use[w][sv] = use[w].get(sv, 0) + 1
+            if use[w][sv] >= inst.caps[sv]:
+                solver_full.setdefault(sv, {})[w] = w + 1
+        if inst.exclusive[i] or len(members[w]) >= inst.m:
+            full[w] = w + 1
     return [sorted(ws, key=lambda i: key[i]) for ws in members if ws]
+
+
+def _find(parent: dict[int, int], w: int) -> int:
+    """Union-find lookup with path compression: the first wave from ``w`` not skipped."""
+    root = w
+    while root in parent:
+        root = parent[root]
+    while w != root:
+        parent[w], w = root, parent[w]
+    return root
 
 
 def plan(

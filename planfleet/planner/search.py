@@ -65,8 +65,9 @@ def lower_bound(inst: sch.Instance, blevel: Sequence[float]) -> float:
 
 
 def default_budget(n: int) -> float:
-    """Seconds of search for n tasks: generous for small graphs, capped for big ones."""
-    return min(0.6, 0.05 + 0.0004 * n)
+    """Seconds of search for n tasks: grows with small graphs (where it pays most), shrinks
+    again for big ones, whose single simulation already takes a good share of a second."""
+    return min(0.45, 0.05 + 0.0004 * n, 3000 / max(n, 1))
 
 
 def optimise(
