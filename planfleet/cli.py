@@ -198,6 +198,124 @@ def enqueue_plan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -
     raise typer.Exit(code)
 
 
+def _transition(ids: list[int], act: Any, done: str) -> None:
+    """Apply ``act`` to each id; refused ones are reported with the reason (exit 3)."""
+    code = RET_OK
+    for item in ids:
+        try:
+            act(item)
+        except exceptions.InvalidTransition as exc:
+            err.print(f"[red]refused:[/red] {exc}", markup=True)
+            code = RET_CONFLICT
+            continue
+        out.print(done.format(id=item))
+    raise typer.Exit(code)
+
+
+@app.command("enqueue-build")
+def enqueue_build(ids: Annotated[list[int], typer.Argument(help="Plan ids.")]) -> None:
+    """Queue ready plans for building (refused, with the reason, when not ready_for_build)."""
+    rt = _runtime()
+
+    def act(plan_id: int) -> None:
+        rt.store.plans.queue(plan_id)
+        rt.queues.enqueue_builds([plan_id])
+
+    _transition(ids, act, "plan {id} queued for building")
+
+
+@app.command()
+def replan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -> None:
+    """Plan inputs again from their stored bytes (planned or failed ones)."""
+    rt = _runtime()
+
+    def act(input_id: int) -> None:
+        rt.store.inputs.replan(input_id)
+        rt.queues.enqueue_plans([input_id])
+
+    _transition(ids, act, "input {id} queued for planning again")
+
+
+@app.command()
+def retry(ids: Annotated[list[int], typer.Argument(help="Plan ids.")]) -> None:
+    """Build failed plans again: only their failed and skipped steps run."""
+    rt = _runtime()
+
+    def act(plan_id: int) -> None:
+        n = rt.store.plans.retry(plan_id)
+        rt.queues.enqueue_builds([plan_id])
+        out.print(f"plan {plan_id}: {n} steps will run again")
+
+    _transition(ids, act, "plan {id} queued for building")
+
+
+@app.command()
+def cancel(
+    ids: Annotated[list[int], typer.Argument(help="Plan ids.")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the plan).")] = "cancelled by a person",
+) -> None:
+    """Stop plans: nothing new starts, running steps are cancelled."""
+    rt = _runtime()
+    _transition(ids, lambda plan_id: rt.store.plans.cancel(plan_id, reason), "plan {id} cancelled")
+
+
+@app.command()
+def plans(
+    status: Annotated[models.PlanStatus | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+) -> None:
+    """List plans, newest first."""
+    rt = _runtime()
+    table = Table("id", "input", "status", "tasks", "makespan", "created", "error")
+    for p in rt.store.plans.list(status=status, limit=limit):
+        table.add_row(str(p.id), str(p.pending_input_id or ""), str(p.status),
+                      str(p.summary.get("tasks", "")), f"{p.summary.get('makespan', 0):g}m",
+                      p.created_at.strftime("%Y-%m-%d %H:%M:%S"), (p.error or "")[:60])
+    out.print(table)
+
+
+@app.command()
+def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
+    """A plan's steps: states, attempts, timings."""
+    rt = _runtime()
+    try:
+        p = rt.store.plans.get(plan_id)
+    except exceptions.NotFound as exc:
+        raise _fail(str(exc), RET_CONFLICT) from exc
+    s = p.summary
+    out.print(f"plan {p.id} ({p.status}) from input {p.pending_input_id}: {s.get('tasks')} tasks, "
+              f"makespan {s.get('makespan')}m (lower bound {s.get('lower_bound')}m)")
+    if p.error:
+        out.print(f"error: {p.error}", markup=False)
+    table = Table("task", "attempt", "status", "started", "finished", "seconds", "error")
+    for st in rt.store.steps.all(plan_id):
+        secs = (st.finished_at - st.started_at).total_seconds() if (
+            st.started_at and st.finished_at) else None
+        table.add_row(st.task_id, str(st.attempt), str(st.status),
+                      st.started_at.strftime("%H:%M:%S.%f")[:-3] if st.started_at else "",
+                      st.finished_at.strftime("%H:%M:%S.%f")[:-3] if st.finished_at else "",
+                      f"{secs:.2f}" if secs is not None else "", (st.error or "")[:60])
+    out.print(table)
+
+
+@app.command()
+def reconcile(
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+) -> None:
+    """Enqueue again what Postgres says should move but nobody moves (a loop)."""
+    from planfleet.workers import reconcile as rec
+
+    rt = _runtime()
+    if once:
+        done = rec.reconcile_once(rt)
+        out.print(f"enqueued again: inputs {done['inputs']}, plans {done['plans']}")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    rec.run(rt, stop)
+
+
 @app.command("plan")
 def plan_cmd(
     source: Annotated[str, typer.Argument(help="Task-list file, or - for standard input.")],

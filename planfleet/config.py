@@ -47,6 +47,19 @@ class Config(BaseSettings):
     plan_queue: str = defaults.PLAN_QUEUE
     build_queue: str = defaults.BUILD_QUEUE
     state_dir: Path = Path(defaults.STATE_DIR)
+    dispatch: str = Field("local", pattern="^(local|windmill)$")
+    #: Windmill-style scripts the local runner runs (deploy/windmill of the project)
+    scripts_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parent.parent / "deploy" / "windmill"
+    )
+    step_max_attempts: int = Field(defaults.STEP_MAX_ATTEMPTS, ge=1)
+    step_retry_base: float = Field(defaults.STEP_RETRY_BASE, ge=0)
+    step_retry_cap: float = Field(defaults.STEP_RETRY_CAP, ge=0)
+    step_timeout: float = Field(defaults.STEP_TIMEOUT, gt=0)
+    build_poll: float = Field(defaults.BUILD_POLL, gt=0)
+    build_stale: float = Field(defaults.BUILD_STALE, gt=0)
+    requeue_after: float = Field(defaults.REQUEUE_AFTER, gt=0)
+    reconcile_interval: float = Field(defaults.RECONCILE_INTERVAL, gt=0)
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
 
     @classmethod

@@ -67,3 +67,20 @@ API_PORT = 8080
 
 #: Windmill script a task runs when neither it nor its solver names one.
 DEFAULT_SCRIPT = "f/planner/solver_dispatch"
+
+#: Attempts of a step before it fails for good.
+STEP_MAX_ATTEMPTS = 3
+#: First retry delay of a step, seconds; doubles each attempt (with jitter) up to the cap.
+STEP_RETRY_BASE = 30.0
+#: Longest retry delay of a step, seconds.
+STEP_RETRY_CAP = 3600.0
+#: Seconds a step may run before it is failed as timed out.
+STEP_TIMEOUT = 1800.0
+#: Seconds between a build worker's looks at its running steps.
+BUILD_POLL = 0.2
+#: Seconds without a heartbeat after which a building plan is taken over.
+BUILD_STALE = 30.0
+#: Seconds a plan or input may sit `queued` before the reconciler enqueues it again.
+REQUEUE_AFTER = 60.0
+#: Seconds between reconciler passes.
+RECONCILE_INTERVAL = 10.0

@@ -125,3 +125,64 @@ class RecordOutcome:
     filename: str
     input_id: int
     outcome: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanRecord:
+    """A stored plan (``plan`` holds the planner's document when loaded with it)."""
+
+    id: int
+    pending_input_id: int | None
+    status: PlanStatus
+    summary: dict[str, Any]
+    digest: str
+    error: str | None
+    worker: str | None
+    heartbeat_at: dt.datetime | None
+    attempts: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    plan: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        row = dict(row)
+        row["status"] = PlanStatus(row["status"])
+        return _from_row(cls, row)  # type: ignore[no-any-return]
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One attempt of one task of a plan."""
+
+    id: int
+    plan_id: int
+    task_id: str
+    status: StepStatus
+    attempt: int
+    tries: int
+    windmill_job_id: Any
+    script: str
+    solver: str | None
+    args: dict[str, Any]
+    result: Any
+    error: str | None
+    not_before: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        row = dict(row)
+        row["status"] = StepStatus(row["status"])
+        return _from_row(cls, row)  # type: ignore[no-any-return]
+
+    @property
+    def active(self) -> bool:
+        return self.status in (StepStatus.DISPATCHED, StepStatus.RUNNING)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in (
+            StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED
+        )

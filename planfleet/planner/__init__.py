@@ -16,6 +16,7 @@ __all__ = [
     "TaskList",
     "TaskSpec",
     "load",
+    "load_checked",
     "parse",
     "plan",
     "plan_bytes",
@@ -23,11 +24,8 @@ __all__ = [
 ]
 
 
-def plan_bytes(content: bytes, filename: str = "tasks", **options: object) -> Plan:
-    """Parse and plan a task-list file's bytes (see :func:`plan` for the options).
-
-    Raises PlanningError with every problem: field problems and graph problems together.
-    """
+def load_checked(content: bytes, filename: str = "tasks") -> TaskList:
+    """Parse a task-list file; PlanningError lists every problem, field and graph together."""
     from planfleet.planner import formats, graph
 
     task_list, problems = formats.parse(content, filename)
@@ -38,4 +36,9 @@ def plan_bytes(content: bytes, filename: str = "tasks", **options: object) -> Pl
             except PlanningError as exc:
                 problems = problems + exc.problems
         raise PlanningError(problems)
-    return plan(task_list, **options)  # type: ignore[arg-type]
+    return task_list
+
+
+def plan_bytes(content: bytes, filename: str = "tasks", **options: object) -> Plan:
+    """Parse and plan a task-list file's bytes (see :func:`plan` for the options)."""
+    return plan(load_checked(content, filename), **options)  # type: ignore[arg-type]

@@ -73,13 +73,6 @@ UPDATE pending_inputs SET status = 'queued'
 WHERE id = %(id)s AND status = 'pending'
 RETURNING id;
 
--- name: claim_input
--- queued -> planning: the plan worker takes the input (only one can).
-UPDATE pending_inputs SET status = 'planning', attempts = attempts + 1
-WHERE id = %(id)s AND status = 'queued'
-RETURNING id, filename, source_dir, digest, size, status, error, attempts, created_at,
-          updated_at, content;
-
 -- name: finish_input
 -- planning -> planned | failed, with the error when failed.
 UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s
@@ -114,3 +107,184 @@ WHERE (%(input_id)s::bigint IS NULL OR input_id = %(input_id)s::bigint)
   AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: claim_input
+-- queued -> planning for one RQ job (the same job may claim again when RQ retries it).
+UPDATE pending_inputs SET status = 'planning', attempts = attempts + 1, claimed_by = %(job)s,
+    updated_at = now()
+WHERE id = %(id)s
+  AND (status = 'queued' OR (status = 'planning' AND claimed_by = %(job)s))
+RETURNING id, filename, source_dir, digest, size, status, error, attempts, created_at,
+          updated_at, content;
+
+-- name: insert_plan_for_input
+-- planning -> planned and the new plan, in one statement (nothing if the input is not planning).
+WITH done AS (
+    UPDATE pending_inputs SET status = 'planned', error = NULL
+    WHERE id = %(input_id)s AND status = 'planning'
+    RETURNING id
+)
+INSERT INTO plans (pending_input_id, status, summary, plan, digest)
+SELECT done.id, %(status)s::planfleet_plan_status, %(summary)s, %(plan)s, %(digest)s FROM done
+RETURNING id;
+
+-- name: list_plans
+-- Plans, newest first, optionally of one status.
+SELECT id, pending_input_id, status, summary, digest, error, worker, heartbeat_at, attempts,
+       created_at, updated_at
+FROM plans
+WHERE (%(status)s::planfleet_plan_status IS NULL OR status = %(status)s::planfleet_plan_status)
+ORDER BY id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: get_plan
+-- One plan with its full plan document.
+SELECT id, pending_input_id, status, summary, plan, digest, error, worker, heartbeat_at,
+       attempts, created_at, updated_at
+FROM plans WHERE id = %(id)s;
+
+-- name: count_plans_by_status
+-- How many plans are in each status.
+SELECT status::text AS status, count(*) AS n FROM plans GROUP BY status;
+
+-- name: queue_plan
+-- ready_for_build -> queued.
+UPDATE plans SET status = 'queued' WHERE id = %(id)s AND status = 'ready_for_build'
+RETURNING id;
+
+-- name: claim_plan
+-- queued -> building for this worker (again, on an RQ retry); also takes over a building plan
+-- whose worker went silent.
+UPDATE plans SET status = 'building', worker = %(worker)s, heartbeat_at = now(),
+    attempts = attempts + 1
+WHERE id = %(id)s
+  AND (status = 'queued'
+       OR (status = 'building' AND worker = %(worker)s)
+       OR (status = 'building'
+           AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %(stale)s))))
+RETURNING id, pending_input_id, status, summary, plan, digest, error, worker, heartbeat_at,
+          attempts, created_at, updated_at;
+
+-- name: heartbeat_plan
+-- The build worker is alive; returns nothing when the plan is no longer its to build.
+UPDATE plans SET heartbeat_at = now()
+WHERE id = %(id)s AND worker = %(worker)s AND status = 'building'
+RETURNING id;
+
+-- name: plan_status
+-- A plan's status and its worker.
+SELECT status, worker FROM plans WHERE id = %(id)s;
+
+-- name: finish_plan
+-- building -> built | failed, with the build summary merged into the plan summary.
+UPDATE plans SET status = %(status)s::planfleet_plan_status, error = %(error)s,
+    summary = summary || jsonb_build_object('build', %(build)s::jsonb)
+WHERE id = %(id)s AND status = 'building' AND worker = %(worker)s
+RETURNING id;
+
+-- name: cancel_plan
+-- Any plan not finished -> cancelled.
+UPDATE plans SET status = 'cancelled', error = %(reason)s
+WHERE id = %(id)s AND status IN ('ready_for_build', 'queued', 'building', 'paused', 'blocked',
+                                  'failed')
+RETURNING id;
+
+-- name: retry_plan
+-- failed -> queued (its failed and skipped steps get a new attempt).
+UPDATE plans SET status = 'queued', error = NULL, worker = NULL
+WHERE id = %(id)s AND status = 'failed'
+RETURNING id;
+
+-- name: create_steps
+-- The first attempt of every task of a plan (nothing for tasks that have steps already).
+INSERT INTO steps (plan_id, task_id, attempt, script, solver, args)
+SELECT %(plan_id)s, t.task_id, 1, t.script, t.solver, t.args
+FROM jsonb_to_recordset(%(steps)s) AS t(task_id text, script text, solver text, args jsonb)
+ON CONFLICT DO NOTHING;
+
+-- name: latest_steps
+-- The latest attempt of every task of a plan.
+SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windmill_job_id,
+       script, solver, args, result, error, not_before, started_at, finished_at
+FROM steps WHERE plan_id = %(plan_id)s
+ORDER BY task_id, attempt DESC;
+
+-- name: all_steps
+-- Every attempt of every task of a plan, in the order they started.
+SELECT id, plan_id, task_id, status, attempt, tries, windmill_job_id, script, solver, args,
+       result, error, not_before, started_at, finished_at
+FROM steps WHERE plan_id = %(plan_id)s
+ORDER BY started_at NULLS LAST, task_id, attempt;
+
+-- name: dispatch_step
+-- pending -> dispatched with the job id chosen before the request is sent.
+UPDATE steps SET status = 'dispatched', windmill_job_id = %(job_id)s, started_at = now(),
+    updated_at = now()
+WHERE id = %(id)s AND status = 'pending'
+RETURNING id;
+
+-- name: step_running
+-- dispatched -> running (the runner said it started).
+UPDATE steps SET status = 'running', updated_at = now()
+WHERE id = %(id)s AND status = 'dispatched'
+RETURNING id;
+
+-- name: finish_step
+-- dispatched | running -> completed | failed | cancelled, with the result or the error.
+UPDATE steps SET status = %(status)s::planfleet_step_status, result = %(result)s,
+    error = %(error)s, finished_at = now(), updated_at = now()
+WHERE id = %(id)s AND status IN ('dispatched', 'running')
+RETURNING id;
+
+-- name: next_attempt
+-- A failed, skipped or cancelled step's next attempt, pending until not_before.
+INSERT INTO steps (plan_id, task_id, attempt, tries, script, solver, args, not_before)
+SELECT plan_id, task_id, attempt + 1, CASE WHEN %(fresh)s THEN 1 ELSE tries + 1 END, script,
+       solver, args, now() + make_interval(secs => %(delay)s)
+FROM steps WHERE id = %(id)s AND status IN ('failed', 'skipped', 'cancelled')
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: skip_steps
+-- pending -> skipped for the given tasks of a plan (a dependency failed).
+UPDATE steps SET status = 'skipped', error = %(reason)s, finished_at = now(), updated_at = now()
+WHERE plan_id = %(plan_id)s AND task_id = ANY (%(tasks)s) AND status = 'pending'
+RETURNING task_id;
+
+-- name: cancel_pending_steps
+-- pending -> cancelled for a whole plan.
+UPDATE steps SET status = 'cancelled', error = %(reason)s, finished_at = now(), updated_at = now()
+WHERE plan_id = %(plan_id)s AND status = 'pending'
+RETURNING id;
+
+-- name: stale_plans
+-- Plans that should be moving but nobody moves: building with a silent worker, or queued a while.
+SELECT id, status::text AS status FROM plans
+WHERE (status = 'building'
+       AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %(stale)s)))
+   OR (status = 'queued' AND updated_at < now() - make_interval(secs => %(queued)s))
+ORDER BY id;
+
+-- name: stale_inputs
+-- Inputs queued a while, or planning far past the planning timeout.
+SELECT id, status::text AS status FROM pending_inputs
+WHERE (status = 'queued' AND updated_at < now() - make_interval(secs => %(queued)s))
+   OR (status = 'planning' AND updated_at < now() - make_interval(secs => %(planning)s))
+ORDER BY id;
+
+-- name: touch_input
+-- Note that an input was enqueued again (restarts its queued clock).
+UPDATE pending_inputs SET updated_at = now() WHERE id = %(id)s AND status = 'queued'
+RETURNING id;
+
+-- name: touch_plan
+-- Note that a plan was enqueued again (restarts its queued clock).
+UPDATE plans SET updated_at = now() WHERE id = %(id)s AND status = 'queued'
+RETURNING id;
+
+-- name: release_input
+-- planning -> queued when its planner went away.
+UPDATE pending_inputs SET status = 'queued', claimed_by = NULL
+WHERE id = %(id)s AND status = 'planning'
+  AND updated_at < now() - make_interval(secs => %(planning)s)
+RETURNING id;

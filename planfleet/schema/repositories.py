@@ -164,16 +164,230 @@ class InputRepository:
         """planned | failed -> queued: plan the stored bytes again."""
         self._transition("replan_input", input_id, "planned or failed (with stored content)")
 
-    def claim(self, input_id: int) -> models.PendingInput | None:
-        """queued -> planning; None when another worker has it or it is not queued."""
+    def claim(self, input_id: int, job: str) -> models.PendingInput | None:
+        """queued -> planning for RQ job ``job`` (which may claim again on a retry); None when
+        another worker has it or it is not queued."""
         with self._db.transaction() as cur:
-            cur.execute(queries.get("claim_input"), {"id": input_id})
+            cur.execute(queries.get("claim_input"), {"id": input_id, "job": job})
             row = cur.fetchone()
         return None if row is None else models.PendingInput.from_row(row)
+
+    def fail(self, input_id: int, error: str, problems: list[dict[str, Any]]) -> None:
+        """planning -> failed with the planner's messages."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("finish_input"),
+                        {"id": input_id, "status": "failed", "error": error})
+            if cur.fetchone() is None:
+                raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
+            _event(cur, "plan_failed", error[:500], input_id=input_id,
+                   data={"problems": problems[:200]})
+
+    def stale(self, *, queued: float, planning: float) -> list[tuple[int, str]]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("stale_inputs"), {"queued": queued, "planning": planning})
+            return [(r["id"], r["status"]) for r in cur.fetchall()]
+
+    def touch(self, input_id: int) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("touch_input"), {"id": input_id})
+            return cur.fetchone() is not None
+
+    def release(self, input_id: int, planning: float) -> bool:
+        """planning -> queued when its planner has been silent for ``planning`` seconds."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("release_input"), {"id": input_id, "planning": planning})
+            return cur.fetchone() is not None
 
     def requeue(self, input_id: int) -> None:
         """planning -> queued after a transient fault."""
         self._transition("requeue_input", input_id, "planning")
+
+
+class PlanRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create_from_input(
+        self, input_id: int, plan: dict[str, Any], summary: dict[str, Any], digest: str,
+        *, queue: bool,
+    ) -> int:
+        """planning -> planned and the plan (``queued`` when ``queue``), in one transaction."""
+        with self._db.transaction() as cur:
+            cur.execute(
+                queries.get("insert_plan_for_input"),
+                {"input_id": input_id, "plan": Jsonb(plan), "summary": Jsonb(summary),
+                 "digest": digest, "status": "queued" if queue else "ready_for_build"},
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
+            _event(cur, "plan_created",
+                   f"plan {row['id']}: {summary.get('tasks')} tasks, makespan "
+                   f"{summary.get('makespan')} min", input_id=input_id, plan_id=row["id"],
+                   data=summary)
+            return int(row["id"])
+
+    def list(
+        self, *, status: models.PlanStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[models.PlanRecord]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("list_plans"),
+                        {"status": status, "limit": limit, "offset": offset})
+            return [models.PlanRecord.from_row(r) for r in cur.fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("count_plans_by_status"))
+            return {r["status"]: r["n"] for r in cur.fetchall()}
+
+    def get(self, plan_id: int) -> models.PlanRecord:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("get_plan"), {"id": plan_id})
+            row = cur.fetchone()
+        if row is None:
+            raise exceptions.NotFound(f"plan {plan_id} does not exist")
+        return models.PlanRecord.from_row(row)
+
+    def _transition(self, query: str, plan_id: int, expected: str, **params: Any) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get(query), {"id": plan_id, **params})
+            if cur.fetchone() is not None:
+                return
+        current = self.get(plan_id)
+        raise exceptions.InvalidTransition(f"plan {plan_id} is {current.status}, not {expected}")
+
+    def queue(self, plan_id: int) -> None:
+        """ready_for_build -> queued; the caller enqueues the build job."""
+        self._transition("queue_plan", plan_id, "ready_for_build")
+
+    def claim(self, plan_id: int, worker: str, stale: float) -> models.PlanRecord | None:
+        """queued (or building with a silent worker) -> building for ``worker``."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("claim_plan"),
+                        {"id": plan_id, "worker": worker, "stale": stale})
+            row = cur.fetchone()
+        return None if row is None else models.PlanRecord.from_row(row)
+
+    def heartbeat(self, plan_id: int, worker: str) -> bool:
+        """False when the plan is no longer this worker's to build (cancelled, taken over)."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("heartbeat_plan"), {"id": plan_id, "worker": worker})
+            return cur.fetchone() is not None
+
+    def status(self, plan_id: int) -> models.PlanStatus:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("plan_status"), {"id": plan_id})
+            row = cur.fetchone()
+        if row is None:
+            raise exceptions.NotFound(f"plan {plan_id} does not exist")
+        return models.PlanStatus(row["status"])
+
+    def finish(
+        self, plan_id: int, worker: str, *, built: bool, build: dict[str, Any], error: str | None
+    ) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("finish_plan"), {
+                "id": plan_id, "worker": worker, "status": "built" if built else "failed",
+                "build": Jsonb(build), "error": error,
+            })
+            return cur.fetchone() is not None
+
+    def cancel(self, plan_id: int, reason: str) -> None:
+        """Stop a plan: no new steps start; the build worker cancels running ones."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("cancel_plan"), {"id": plan_id, "reason": reason})
+            if cur.fetchone() is not None:
+                cur.execute(queries.get("cancel_pending_steps"),
+                            {"plan_id": plan_id, "reason": reason})
+                return
+        current = self.get(plan_id)
+        raise exceptions.InvalidTransition(f"plan {plan_id} is {current.status}: nothing to cancel")
+
+    def retry(self, plan_id: int) -> int:
+        """failed -> queued; failed, skipped and cancelled steps get a fresh attempt. Returns
+        how many steps will run again."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("retry_plan"), {"id": plan_id})
+            if cur.fetchone() is not None:
+                cur.execute(queries.get("latest_steps"), {"plan_id": plan_id})
+                again = 0
+                for row in cur.fetchall():
+                    if row["status"] in ("failed", "skipped", "cancelled"):
+                        cur.execute(queries.get("next_attempt"),
+                                    {"id": row["id"], "fresh": True, "delay": 0})
+                        again += 1
+                return again
+        current = self.get(plan_id)
+        raise exceptions.InvalidTransition(f"plan {plan_id} is {current.status}, not failed")
+
+    def stale(self, *, stale: float, queued: float) -> list[tuple[int, str]]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("stale_plans"), {"stale": stale, "queued": queued})
+            return [(r["id"], r["status"]) for r in cur.fetchall()]
+
+    def touch(self, plan_id: int) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("touch_plan"), {"id": plan_id})
+            return cur.fetchone() is not None
+
+
+class StepRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, plan_id: int, steps: list[dict[str, Any]]) -> None:
+        """First attempts of a plan's tasks (idempotent)."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("create_steps"), {"plan_id": plan_id, "steps": Jsonb(steps)})
+
+    def latest(self, plan_id: int) -> dict[str, models.Step]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("latest_steps"), {"plan_id": plan_id})
+            return {r["task_id"]: models.Step.from_row(r) for r in cur.fetchall()}
+
+    def all(self, plan_id: int) -> list[models.Step]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("all_steps"), {"plan_id": plan_id})
+            return [models.Step.from_row(r) for r in cur.fetchall()]
+
+    def dispatch(self, step_id: int, job_id: Any) -> bool:
+        """pending -> dispatched with ``job_id``, committed before the job is submitted."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("dispatch_step"), {"id": step_id, "job_id": job_id})
+            return cur.fetchone() is not None
+
+    def running(self, step_id: int) -> bool:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("step_running"), {"id": step_id})
+            return cur.fetchone() is not None
+
+    def finish(
+        self, step_id: int, status: models.StepStatus, *, result: Any = None,
+        error: str | None = None, retry_in: float | None = None,
+    ) -> bool:
+        """Record an attempt's outcome; with ``retry_in`` the next attempt is created in the
+        same transaction, pending for that many seconds."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("finish_step"), {
+                "id": step_id, "status": status,
+                "result": None if result is None else Jsonb(result), "error": error,
+            })
+            if cur.fetchone() is None:
+                return False
+            if retry_in is not None:
+                cur.execute(queries.get("next_attempt"),
+                            {"id": step_id, "fresh": False, "delay": retry_in})
+            return True
+
+    def skip(self, plan_id: int, task_ids: list[str], reason: str) -> list[str]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("skip_steps"),
+                        {"plan_id": plan_id, "tasks": task_ids, "reason": reason})
+            return [r["task_id"] for r in cur.fetchall()]
+
+    def cancel_pending(self, plan_id: int, reason: str) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("cancel_pending_steps"), {"plan_id": plan_id, "reason": reason})
 
 
 class EventRepository:
@@ -231,6 +445,8 @@ class Store:
         self.db = db
         self.settings = SettingsRepository(db)
         self.inputs = InputRepository(db)
+        self.plans = PlanRepository(db)
+        self.steps = StepRepository(db)
         self.events = EventRepository(db)
 
     @classmethod

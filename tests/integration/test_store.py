@@ -34,7 +34,7 @@ def test_two_connections_race_for_one_claim_and_exactly_one_wins(
 
         def claim(s: Store) -> models.PendingInput | None:
             barrier.wait()
-            return s.inputs.claim(input_id)
+            return s.inputs.claim(input_id, f"job-{id(s)}")
 
         with ThreadPoolExecutor(2) as pool:
             results = list(pool.map(claim, stores))
@@ -61,7 +61,7 @@ def test_transitions_refuse_the_wrong_state_with_the_reason(store: Store) -> Non
 def test_status_changes_are_written_to_events_by_the_trigger(store: Store) -> None:
     input_id = _record(store, "a.yaml", b"tasks: []", queue=False)
     store.inputs.queue(input_id)
-    store.inputs.claim(input_id)
+    store.inputs.claim(input_id, "job-1")
     kinds = [(e.kind, e.message) for e in reversed(store.events.list(input_id=input_id))]
     assert kinds == [
         ("input_recorded", "a.yaml recorded (9 bytes)"),

@@ -1,0 +1,3 @@
+"""Plan and build workers (RQ jobs) and the reconciler."""
+
+from __future__ import annotations

@@ -1,0 +1,237 @@
+"""The build worker's job: run a plan's steps event-driven until the plan is built or failed.
+
+Every turn: look at the running steps' jobs and record what ended (a failure gets its next
+attempt after a backoff, or fails for good and skips its dependents); then start every ready
+task in the plan's priority order while slots are free. A step's job id is written to Postgres
+before the job is submitted, and submitting an id twice is a no-op, so a restarted worker
+carries on from ``steps`` without running an attempt twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from planfleet import models
+from planfleet.config import Config
+from planfleet.dispatch import DispatchError, Dispatcher, JobState
+from planfleet.schema.repositories import Store
+from planfleet.workers import retry
+
+log = structlog.get_logger(__name__)
+S = models.StepStatus
+#: Seconds past a step's timeout before the worker itself gives up on its job.
+TIMEOUT_GRACE = 10.0
+
+
+class Build:
+    """One build of one claimed plan by one worker."""
+
+    def __init__(
+        self, store: Store, dispatcher: Dispatcher, config: Config, record: models.PlanRecord,
+        worker: str,
+    ) -> None:
+        assert record.plan is not None
+        self.store, self.dispatcher, self.config = store, dispatcher, config
+        self.plan_id = record.id
+        self.worker = worker
+        doc = record.plan
+        self.order: list[str] = doc["priority_order"]
+        self.tasks: dict[str, dict[str, Any]] = doc["tasks"]
+        self.m: int = doc["max_parallel"]
+        self.caps: dict[str, int] = {
+            name: spec["capacity"] for name, spec in (doc.get("solvers") or {}).items()
+            if spec.get("capacity")
+        }
+        self.children: dict[str, list[str]] = {t: [] for t in self.tasks}
+        for t, task in self.tasks.items():
+            for d in task["depends_on"]:
+                self.children[d].append(t)
+        self.log = log.bind(plan_id=self.plan_id, worker=worker)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> models.PlanStatus:
+        self.store.steps.create(self.plan_id, [
+            {"task_id": t, "script": task["script"], "solver": (task["solver"] or [None])[0],
+             "args": {**task["args"], "task_id": t, "title": task["title"],
+                      "plan_id": self.plan_id, "solver": (task["solver"] or [""])[0]}}
+            for t, task in self.tasks.items()
+        ])
+        self.log.info("build_started", action="build", tasks=len(self.tasks))
+        while True:
+            if not self.store.plans.heartbeat(self.plan_id, self.worker):
+                return self._lost()
+            steps = self.store.steps.latest(self.plan_id)
+            changed = self._collect(steps)
+            changed |= self._skip_blocked(steps if not changed else None)
+            if changed:
+                steps = self.store.steps.latest(self.plan_id)
+            if all(s.terminal for s in steps.values()):
+                return self._finish(steps)
+            started = self._dispatch(steps)
+            if not started and not changed:
+                time.sleep(self.config.build_poll)
+
+    def _collect(self, steps: Mapping[str, models.Step]) -> bool:
+        active = {s.windmill_job_id: s for s in steps.values() if s.active}
+        if not active:
+            return False
+        changed = False
+        now = dt.datetime.now(dt.UTC)
+        for job_id, status in self.dispatcher.status(list(active)).items():
+            step = active[job_id]
+            if status.state is JobState.UNKNOWN:
+                # written down but never submitted (the worker died in between): submit now
+                self._submit(step, job_id)
+            elif status.state is JobState.RUNNING and step.status is S.DISPATCHED:
+                self.store.steps.running(step.id)
+            elif status.state is JobState.SUCCESS:
+                self.store.steps.finish(step.id, S.COMPLETED, result={
+                    "value": status.result, "duration": status.duration, "link": status.link})
+                self.log.info("step_completed", action="build", task_id=step.task_id,
+                              step_id=step.id, attempt=step.attempt)
+                changed = True
+            elif status.state is JobState.FAILURE:
+                self._failed(step, status.error or "failed", status.link)
+                changed = True
+            elif (step.started_at is not None and (now - step.started_at).total_seconds()
+                  > self.config.step_timeout + TIMEOUT_GRACE):
+                self.dispatcher.cancel(job_id, "step timeout")
+                self._failed(step, f"timed out after {self.config.step_timeout:g} s", None)
+                changed = True
+        return changed
+
+    def _failed(self, step: models.Step, error: str, link: str | None) -> None:
+        decision = retry.decide(
+            step.tries, max_attempts=self.config.step_max_attempts,
+            base=self.config.step_retry_base, cap=self.config.step_retry_cap,
+        )
+        self.store.steps.finish(step.id, S.FAILED, error=error, result={"link": link},
+                                retry_in=decision.delay if decision.retry else None)
+        self.log.warning("step_failed", action="build", task_id=step.task_id, step_id=step.id,
+                         attempt=step.attempt, error=error[:300], retry=decision.retry,
+                         delay=round(decision.delay, 3))
+
+    def _skip_blocked(self, steps: Mapping[str, models.Step] | None) -> bool:
+        """Skip pending tasks that wait, directly or not, on a task that ended badly."""
+        steps = steps if steps is not None else self.store.steps.latest(self.plan_id)
+        dead = [t for t, s in steps.items() if s.status in (S.FAILED, S.SKIPPED, S.CANCELLED)]
+        doomed: dict[str, str] = {}
+        stack = [(c, t) for t in dead for c in self.children[t]]
+        while stack:
+            t, cause = stack.pop()
+            if t in doomed or steps[t].status is not S.PENDING:
+                continue
+            doomed[t] = cause
+            stack += [(c, cause) for c in self.children[t]]
+        if not doomed:
+            return False
+        by_cause: dict[str, list[str]] = {}
+        for t, cause in doomed.items():
+            by_cause.setdefault(cause, []).append(t)
+        for cause, tasks in by_cause.items():
+            skipped = self.store.steps.skip(self.plan_id, tasks, f"dependency {cause} failed")
+            self.log.info("steps_skipped", action="build", cause=cause, tasks=skipped)
+        return True
+
+    def _dispatch(self, steps: Mapping[str, models.Step]) -> int:
+        running = [s for s in steps.values() if s.active]
+        free = self.m - len(running)
+        if free <= 0 or any(not self.tasks[s.task_id]["parallel"] for s in running):
+            return 0
+        busy: dict[str, int] = {}
+        for s in running:
+            if s.solver:
+                busy[s.solver] = busy.get(s.solver, 0) + 1
+        now = dt.datetime.now(dt.UTC)
+        started = 0
+        for t in self.order:  # the plan's priority order: the same policy as its schedule
+            if free <= 0:
+                break
+            step = steps[t]
+            if step.status is not S.PENDING or (step.not_before and step.not_before > now):
+                continue
+            if any(steps[d].status is not S.COMPLETED for d in self.tasks[t]["depends_on"]):
+                continue
+            if not self.tasks[t]["parallel"]:
+                if running or started:
+                    break  # it runs alone: hold the rest back until it can
+                if self._start(step):
+                    started += 1
+                break
+            solver = step.solver
+            if solver in self.caps and busy.get(solver, 0) >= self.caps[solver]:
+                continue
+            if self._start(step):
+                started += 1
+                free -= 1
+                if solver:
+                    busy[solver] = busy.get(solver, 0) + 1
+        return started
+
+    def _start(self, step: models.Step) -> bool:
+        job_id = uuid.uuid4()
+        if not self.store.steps.dispatch(step.id, job_id):
+            return False  # someone else moved it
+        self._submit(step, job_id)
+        return True
+
+    def _submit(self, step: models.Step, job_id: uuid.UUID) -> None:
+        try:
+            self.dispatcher.submit(job_id, step.script, dict(step.args), self.config.step_timeout)
+        except DispatchError as exc:
+            if exc.permanent:
+                self.store.steps.finish(step.id, S.FAILED, error=str(exc))
+                self.log.error("step_dispatch_failed", action="build", task_id=step.task_id,
+                               error=str(exc))
+            else:  # stays dispatched; the next turn submits the same id again
+                self.log.warning("step_submit_retry", action="build", task_id=step.task_id,
+                                 error=str(exc))
+            return
+        self.log.info("step_dispatched", action="build", task_id=step.task_id, step_id=step.id,
+                      attempt=step.attempt, job_id=str(job_id))
+
+    # -- endings ---------------------------------------------------------------------------
+
+    def _finish(self, steps: Mapping[str, models.Step]) -> models.PlanStatus:
+        counts: dict[str, int] = {}
+        for s in steps.values():
+            counts[s.status] = counts.get(s.status, 0) + 1
+        every = self.store.steps.all(self.plan_id)
+        starts = [s.started_at for s in every if s.started_at]
+        ends = [s.finished_at for s in every if s.finished_at]
+        build = {
+            "counts": counts,
+            "attempts": len(every),
+            "seconds": (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0,
+        }
+        built = counts.get(S.COMPLETED, 0) == len(steps)
+        error = None
+        if not built:
+            failed = sorted(t for t, s in steps.items() if s.status is S.FAILED)
+            skipped = sorted(t for t, s in steps.items() if s.status is S.SKIPPED)
+            error = f"{len(failed)} failed ({', '.join(failed[:10])}), {len(skipped)} skipped"
+        self.store.plans.finish(self.plan_id, self.worker, built=built, build=build, error=error)
+        status = models.PlanStatus.BUILT if built else models.PlanStatus.FAILED
+        self.log.info("build_finished", action="build", status=status, **build)
+        return status
+
+    def _lost(self) -> models.PlanStatus:
+        status = self.store.plans.status(self.plan_id)
+        if status is models.PlanStatus.CANCELLED:
+            steps = self.store.steps.latest(self.plan_id)
+            for s in steps.values():
+                if s.active:
+                    self.dispatcher.cancel(s.windmill_job_id, "plan cancelled")
+                    self.store.steps.finish(s.id, S.CANCELLED, error="plan cancelled")
+            self.store.steps.cancel_pending(self.plan_id, "plan cancelled")
+            self.log.info("build_cancelled", action="build")
+        else:
+            self.log.warning("build_lost", action="build", status=status)
+        return status

@@ -1,0 +1,69 @@
+"""RQ entry points. Payloads are ids; everything else is read from Postgres.
+
+Each worker process opens its runtime (pool, Redis client, dispatcher) once and reuses it for
+every job it runs; the pool is rebuilt in a forked work horse (see
+:class:`planfleet.schema.connector.Database`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import rq
+import structlog
+
+from planfleet import logs
+from planfleet.config import Config
+from planfleet.dispatch import Dispatcher
+from planfleet.runtime import Runtime, open_runtime
+
+log = structlog.get_logger(__name__)
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """This process's runtime, opened on first use (a cache, not a configuration point)."""
+    global _runtime
+    if _runtime is None:
+        config = Config()
+        logs.configure(config.log_format)
+        _runtime = open_runtime(config)
+    return _runtime
+
+
+def make_dispatcher(config: Config) -> Dispatcher:
+    from planfleet.dispatch.local import LocalDispatcher
+
+    if config.dispatch == "local":
+        return LocalDispatcher(config.scripts_dir, config.state_dir.resolve() / "runner" / "jobs")
+    raise NotImplementedError(f"dispatch {config.dispatch!r} is not available yet")
+
+
+def _job_id() -> str:
+    job = rq.get_current_job()
+    return job.id if job is not None else f"direct-{os.getpid()}"
+
+
+def plan_input(input_id: int) -> int | None:
+    """RQ job: plan input ``input_id``."""
+    from planfleet.workers import planning
+
+    return planning.plan_input(runtime(), input_id, _job_id())
+
+
+def build_plan(plan_id: int) -> str | None:
+    """RQ job: build plan ``plan_id``."""
+    from planfleet.workers.building import Build
+
+    rt = runtime()
+    worker = f"{socket.gethostname()}:{_job_id()}"
+    record = rt.store.plans.claim(plan_id, worker, rt.config.build_stale)
+    if record is None:
+        log.info("build_skipped", action="build", plan_id=plan_id, reason="not queued")
+        return None
+    dispatcher = make_dispatcher(rt.config)
+    try:
+        return str(Build(rt.store, dispatcher, rt.config, record, worker).run())
+    finally:
+        dispatcher.close()
