@@ -23,6 +23,10 @@ from typing import Any
 from planfleet.dispatch import DispatchError, JobState, JobStatus
 
 
+#: Jobs a closed dispatcher left running (see LocalDispatcher.close).
+_detached: list[subprocess.Popen[bytes]] = []
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -120,6 +124,11 @@ class LocalDispatcher:
             os.replace(tmp, folder / "result.json")
 
     def close(self) -> None:
+        """Reap finished jobs; jobs still running are left to run (they record their own
+        result) and kept referenced so they are reaped when this process exits."""
         for proc in self._children.values():
-            proc.poll()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _detached.append(proc)
         self._children.clear()
