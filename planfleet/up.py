@@ -12,7 +12,8 @@ import structlog
 
 from planfleet import exceptions
 from planfleet.config import Config
-from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis, _alive
+from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis
+from planfleet.processes import alive
 from planfleet.schema import migrate
 
 log = structlog.get_logger(__name__)
@@ -31,7 +32,7 @@ def _claim_pidfile(state: Path) -> Path:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         pid = 0
-    if pid and pid != os.getpid() and _alive(pid):
+    if pid and pid != os.getpid() and alive(pid):
         raise exceptions.ConfigurationError(f"planfleet up is already running (pid {pid})")
     pidfile.write_text(str(os.getpid()))
     return pidfile

@@ -21,20 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from planfleet.dispatch import DispatchError, JobState, JobStatus
+from planfleet.processes import alive
 
 
 #: Jobs a closed dispatcher left running (see LocalDispatcher.close).
 _detached: list[subprocess.Popen[bytes]] = []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalDispatcher:
@@ -95,7 +86,7 @@ class LocalDispatcher:
             pid = int((folder / "pid").read_text())
         except (OSError, ValueError):
             return JobStatus(JobState.QUEUED, link=link)  # being spawned right now
-        if _alive(pid) and (proc is None or proc.poll() is None):
+        if alive(pid) and (proc is None or proc.poll() is None):
             return JobStatus(JobState.RUNNING, link=link)
         if result_file.exists():  # finished between the two looks
             return self._one(job_id)
@@ -113,7 +104,7 @@ class LocalDispatcher:
             pid = 0
         if (folder / "result.json").exists():
             return
-        if pid and _alive(pid):
+        if pid and alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:

@@ -48,6 +48,30 @@ class FileVersion:
     error: str | None = None
 
 
+class _Guarded:
+    """A repository whose records change state by guarded statements."""
+
+    noun = "record"
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, record_id: int) -> Any:
+        raise NotImplementedError  # pragma: no cover - each repository has its own
+
+    def _transition(self, query: str, record_id: int, expected: str, **params: Any) -> None:
+        """Run the guarded ``query``; when it matched nothing, say why (NotFound, or the
+        current status)."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get(query), {"id": record_id, **params})
+            if cur.fetchone() is not None:
+                return
+        current = self.get(record_id)  # raises NotFound
+        raise exceptions.InvalidTransition(
+            f"{self.noun} {record_id} is {current.status}, not {expected}"
+        )
+
+
 class SettingsRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -88,9 +112,8 @@ class SettingsRepository:
         return models.Settings.from_row(row)
 
 
-class InputRepository:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+class InputRepository(_Guarded):
+    noun = "input"
 
     def record_files(
         self, source_dir: str, files: Sequence[FileVersion], *, queue: bool
@@ -146,16 +169,6 @@ class InputRepository:
             raise exceptions.NotFound(f"input {input_id} does not exist")
         return models.PendingInput.from_row(row)
 
-    def _transition(self, query: str, input_id: int, expected: str, **params: Any) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(queries.get(query), {"id": input_id, **params})
-            if cur.fetchone() is not None:
-                return
-        current = self.get(input_id)  # raises NotFound
-        raise exceptions.InvalidTransition(
-            f"input {input_id} is {current.status}, not {expected}"
-        )
-
     def queue(self, input_id: int) -> None:
         """pending -> queued; the caller enqueues the plan job."""
         self._transition("queue_input", input_id, "pending")
@@ -203,9 +216,8 @@ class InputRepository:
         self._transition("requeue_input", input_id, "planning")
 
 
-class PlanRepository:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+class PlanRepository(_Guarded):
+    noun = "plan"
 
     def create_from_input(
         self, input_id: int, plan: dict[str, Any], summary: dict[str, Any], digest: str,
@@ -247,14 +259,6 @@ class PlanRepository:
         if row is None:
             raise exceptions.NotFound(f"plan {plan_id} does not exist")
         return models.PlanRecord.from_row(row)
-
-    def _transition(self, query: str, plan_id: int, expected: str, **params: Any) -> None:
-        with self._db.transaction() as cur:
-            cur.execute(queries.get(query), {"id": plan_id, **params})
-            if cur.fetchone() is not None:
-                return
-        current = self.get(plan_id)
-        raise exceptions.InvalidTransition(f"plan {plan_id} is {current.status}, not {expected}")
 
     def queue(self, plan_id: int) -> None:
         """ready_for_build -> queued; the caller enqueues the build job."""

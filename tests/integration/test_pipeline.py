@@ -123,6 +123,11 @@ def test_manual_mode_at_each_hop(fleet: Fleet) -> None:
     assert r.returncode == 3 and "is planned, not pending" in r.stderr
     r = fleet.cli("show", str(p.id))
     assert r.returncode == 0 and "completed" in r.stdout
+    # a deliberate replan plans the stored bytes again into a new plan
+    r = fleet.cli("replan", str(input_id))
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: len([x for x in fleet.store.plans.list()
+                          if x.pending_input_id == input_id]) == 2, timeout=20)
 
 
 def test_failure_skips_dependents_then_retry_runs_only_those(fleet: Fleet) -> None:
