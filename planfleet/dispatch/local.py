@@ -3,8 +3,9 @@
 Each job gets a folder ``<root>/<job id>/`` holding its spec, pid, log and result, so any
 process (a restarted build worker included) can tell what a job id did. Creating the folder's
 ``spawn.lock`` exclusively is the submission: a second submit of the same id does nothing, as
-Windmill answers ``400 already exists``. Jobs run in their own session, so a build worker that
-dies leaves its running jobs to finish and record their results.
+Windmill answers ``400 already exists``. Jobs are forked by a warm executor process
+(:mod:`planfleet.dispatch.local_exec` ``--serve``) and run in their own session, so a build
+worker that dies leaves its running jobs to finish and record their results.
 """
 
 from __future__ import annotations
@@ -24,8 +25,27 @@ from planfleet.dispatch import DispatchError, JobState, JobStatus
 from planfleet.processes import alive
 
 
-#: Jobs a closed dispatcher left running (see LocalDispatcher.close).
-_detached: list[subprocess.Popen[bytes]] = []
+#: Seconds a submitted job may lack a pid before it counts as never started.
+LOST_AFTER = 15.0
+
+#: An executor started by a worker before it forks its work horses (see start_shared_executor).
+_shared: subprocess.Popen[bytes] | None = None
+
+
+def _spawn_executor(cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "planfleet.dispatch.local_exec", "--serve"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=str(cwd),
+    )
+
+
+def start_shared_executor(cwd: Path) -> None:
+    """Start one executor in a worker process, for every work horse it forks to share (a
+    horse writes to the inherited pipe); saves a Python start-up per build."""
+    global _shared
+    if _shared is None:
+        _shared = _spawn_executor(cwd)
 
 
 class LocalDispatcher:
@@ -35,7 +55,7 @@ class LocalDispatcher:
         self.scripts_dir = scripts_dir
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        self._children: dict[uuid.UUID, subprocess.Popen[bytes]] = {}
+        self._exec: subprocess.Popen[bytes] | None = None
 
     def script_file(self, script: str) -> Path:
         path = (self.scripts_dir / f"{script}.py").resolve()
@@ -57,22 +77,48 @@ class LocalDispatcher:
         spec = {"script": script, "file": str(path), "args": args, "timeout": timeout,
                 "submitted_at": time.time()}
         (folder / "spec.json").write_text(json.dumps(spec, default=str))
-        with open(folder / "log.txt", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "planfleet.dispatch.local_exec", str(folder)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=str(self.scripts_dir),
-            )
-        (folder / "pid").write_text(str(proc.pid))
-        self._children[job_id] = proc
+        line = f"{folder}\n".encode()
+        if _shared is not None and _shared.stdin is not None:
+            try:
+                _shared.stdin.write(line)
+                _shared.stdin.flush()
+                return
+            except (BrokenPipeError, OSError):
+                pass  # the shared executor is gone: use one of our own
+        for _ in range(2):
+            executor = self._executor()
+            try:
+                assert executor.stdin is not None
+                executor.stdin.write(line)
+                executor.stdin.flush()
+                return
+            except (BrokenPipeError, OSError):
+                self._stop_executor()  # it died: start another and hand the job to it
+        raise DispatchError("the local executor does not take jobs")
+
+    def _executor(self) -> subprocess.Popen[bytes]:
+        if self._exec is None or self._exec.poll() is not None:
+            self._exec = _spawn_executor(self.scripts_dir)
+        return self._exec
+
+    def _stop_executor(self) -> None:
+        if self._exec is not None:
+            if self._exec.stdin is not None:
+                try:
+                    self._exec.stdin.close()
+                except OSError:
+                    pass
+            try:
+                self._exec.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._exec.kill()
+                self._exec.wait()
+            self._exec = None
 
     def _one(self, job_id: uuid.UUID) -> JobStatus:
         folder = self.root / str(job_id)
         link = str(folder / "log.txt")
         result_file = folder / "result.json"
-        proc = self._children.get(job_id)
-        if proc is not None and proc.poll() is not None:
-            self._children.pop(job_id, None)  # reaped
         if result_file.exists():
             data = json.loads(result_file.read_text())
             return JobStatus(
@@ -80,13 +126,20 @@ class LocalDispatcher:
                 result=data.get("result"), error=data.get("error"),
                 duration=data.get("duration"), link=link,
             )
-        if not (folder / "spawn.lock").exists():
+        lock = folder / "spawn.lock"
+        try:
+            submitted = lock.stat().st_mtime
+        except FileNotFoundError:
             return JobStatus(JobState.UNKNOWN)
         try:
             pid = int((folder / "pid").read_text())
         except (OSError, ValueError):
-            return JobStatus(JobState.QUEUED, link=link)  # being spawned right now
-        if alive(pid) and (proc is None or proc.poll() is None):
+            if time.time() - submitted > LOST_AFTER:
+                # handed to an executor that died before forking it: never started
+                lock.unlink(missing_ok=True)
+                return JobStatus(JobState.UNKNOWN)
+            return JobStatus(JobState.QUEUED, link=link)
+        if alive(pid):
             return JobStatus(JobState.RUNNING, link=link)
         if result_file.exists():  # finished between the two looks
             return self._one(job_id)
@@ -115,11 +168,5 @@ class LocalDispatcher:
             os.replace(tmp, folder / "result.json")
 
     def close(self) -> None:
-        """Reap finished jobs; jobs still running are left to run (they record their own
-        result) and kept referenced so they are reaped when this process exits."""
-        for proc in self._children.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                _detached.append(proc)
-        self._children.clear()
+        """Stop the executor; jobs it started go on and record their own results."""
+        self._stop_executor()

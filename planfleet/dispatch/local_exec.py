@@ -1,4 +1,8 @@
-"""Runs one local job: ``python -m planfleet.dispatch.local_exec JOB_DIR``.
+"""Runs local jobs: ``python -m planfleet.dispatch.local_exec JOB_DIR`` runs one;
+``python -m planfleet.dispatch.local_exec --serve`` reads job folders from stdin, one a line,
+and forks a child per job (a warm interpreter: a job costs a fork, not a Python start-up).
+Each job child starts its own session, writes its pid, runs, and writes its result, so it
+finishes and records its outcome even when the process that asked for it has died.
 
 Imports the script file named in ``JOB_DIR/spec.json``, calls its ``main`` with the arguments
 its signature accepts, and writes ``result.json`` (atomically) with the return value or the
@@ -64,16 +68,54 @@ def run(folder: Path) -> dict[str, Any]:
         }
 
 
-def main() -> None:
-    folder = Path(sys.argv[1])
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    outcome = run(folder)
+def _finish(folder: Path, outcome: dict[str, Any]) -> None:
     tmp = folder / f"result.json.{os.getpid()}"
     tmp.write_text(json.dumps(outcome, default=str))
     if not (folder / "result.json").exists():  # a cancel may have written it first
         os.replace(tmp, folder / "result.json")
     else:
         tmp.unlink()
+
+
+def _run_job(folder: Path) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    _finish(folder, run(folder))
+
+
+def serve() -> None:
+    """Fork a child per job folder read from stdin, until stdin closes."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    for line in sys.stdin:
+        folder = Path(line.strip())
+        if not line.strip():
+            continue
+        pid = os.fork()
+        if pid:
+            continue
+        # the job child
+        try:
+            os.setsid()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            log = os.open(folder / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.chdir(folder)
+            (folder / "pid").write_text(str(os.getpid()))
+            _run_job(folder)
+        finally:
+            os._exit(0)
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+        return
+    folder = Path(sys.argv[1])
+    (folder / "pid").write_text(str(os.getpid()))
+    _run_job(folder)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ class Result:
     baseline: float
 
 
+#: Evaluations without improvement after which the search stops: STALL_MIN + STALL_PER_TASK*n.
+STALL_MIN = 200
+STALL_PER_TASK = 2
+
+
 def inherited_priority(inst: sch.Instance, topo: Sequence[int], own: Sequence[int]) -> list[int]:
     """Each task's priority raised to that of the most urgent task depending on it."""
     eff = list(own)
@@ -95,21 +100,25 @@ def optimise(
     best: sch.Schedule | None = None
     best_method = ""
     sim_cost = 0.0
+    improved_at = 0
+    # give up after this many evaluations without a better makespan
+    stall = STALL_MIN + STALL_PER_TASK * n
 
     def evaluate(key: list[int], method: str) -> sch.Schedule:
-        nonlocal evaluations, best, best_key, best_method, sim_cost
+        nonlocal evaluations, best, best_key, best_method, sim_cost, improved_at
         started = time.perf_counter()
         s = sch.simulate(inst, key)
         sim_cost = max(sim_cost, time.perf_counter() - started)
         evaluations += 1
         if best is None or s.makespan < best.makespan - 1e-9:
             best, best_key, best_method = s, key, method
+            improved_at = evaluations
         return s
 
     def time_left() -> bool:
         if best is not None and best.makespan <= bound + 1e-9:
             return False
-        if evaluations >= limit:
+        if evaluations >= limit or evaluations - improved_at > stall:
             return False
         return time.perf_counter() - t0 + sim_cost < budget
 

@@ -9,6 +9,7 @@ carries on from ``steps`` without running an attempt twice.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -27,6 +28,8 @@ log = structlog.get_logger(__name__)
 S = models.StepStatus
 #: Seconds past a step's timeout before the worker itself gives up on its job.
 TIMEOUT_GRACE = 10.0
+#: Seconds between a build worker's heartbeats (well under the staleness threshold).
+HEARTBEAT_EVERY = 1.0
 
 
 class Build:
@@ -53,6 +56,8 @@ class Build:
             for d in task["depends_on"]:
                 self.children[d].append(t)
         self.log = log.bind(plan_id=self.plan_id, worker=worker)
+        #: a submission failed for good since the steps were last read
+        self._failed_submit = False
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -64,18 +69,25 @@ class Build:
             for t, task in self.tasks.items()
         ])
         self.log.info("build_started", action="build", tasks=len(self.tasks))
+        steps = self.store.steps.latest(self.plan_id)
+        beat = 0.0
         while True:
-            if not self.store.plans.heartbeat(self.plan_id, self.worker):
-                return self._lost()
-            steps = self.store.steps.latest(self.plan_id)
-            changed = self._collect(steps)
-            changed |= self._skip_blocked(steps if not changed else None)
+            now = time.monotonic()
+            if now - beat >= HEARTBEAT_EVERY:
+                if not self.store.plans.heartbeat(self.plan_id, self.worker):
+                    return self._lost()
+                beat = now
+            changed = self._collect(steps) or self._failed_submit
+            self._failed_submit = False
+            changed |= self._skip_blocked(self.store.steps.latest(self.plan_id) if changed
+                                          else steps)
             if changed:
                 steps = self.store.steps.latest(self.plan_id)
             if all(s.terminal for s in steps.values()):
                 return self._finish(steps)
-            started = self._dispatch(steps)
-            if not started and not changed:
+            # our own writes are the only changes between turns (a cancel shows in the
+            # heartbeat): steps we start are updated in memory, not read again
+            if not self._dispatch(steps) and not changed:
                 time.sleep(self.config.build_poll)
 
     def _collect(self, steps: Mapping[str, models.Step]) -> bool:
@@ -140,7 +152,8 @@ class Build:
             self.log.info("steps_skipped", action="build", cause=cause, tasks=skipped)
         return True
 
-    def _dispatch(self, steps: Mapping[str, models.Step]) -> int:
+    def _dispatch(self, steps: dict[str, models.Step]) -> int:
+        """Start ready tasks; ``steps`` is updated with the ones started."""
         running = [s for s in steps.values() if s.active]
         free = self.m - len(running)
         if free <= 0 or any(not self.tasks[s.task_id]["parallel"] for s in running):
@@ -162,23 +175,26 @@ class Build:
             if not self.tasks[t]["parallel"]:
                 if running or started:
                     break  # it runs alone: hold the rest back until it can
-                if self._start(step):
+                if self._start(steps, step):
                     started += 1
                 break
             solver = step.solver
             if solver in self.caps and busy.get(solver, 0) >= self.caps[solver]:
                 continue
-            if self._start(step):
+            if self._start(steps, step):
                 started += 1
                 free -= 1
                 if solver:
                     busy[solver] = busy.get(solver, 0) + 1
         return started
 
-    def _start(self, step: models.Step) -> bool:
+    def _start(self, steps: dict[str, models.Step], step: models.Step) -> bool:
         job_id = uuid.uuid4()
         if not self.store.steps.dispatch(step.id, job_id):
             return False  # someone else moved it
+        steps[step.task_id] = dataclasses.replace(
+            step, status=S.DISPATCHED, windmill_job_id=job_id,
+            started_at=dt.datetime.now(dt.UTC))
         self._submit(step, job_id)
         return True
 
@@ -188,6 +204,7 @@ class Build:
         except DispatchError as exc:
             if exc.permanent:
                 self.store.steps.finish(step.id, S.FAILED, error=str(exc))
+                self._failed_submit = True
                 self.log.error("step_dispatch_failed", action="build", task_id=step.task_id,
                                error=str(exc))
             else:  # stays dispatched; the next turn submits the same id again

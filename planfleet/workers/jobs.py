@@ -20,6 +20,29 @@ from planfleet.runtime import Runtime, open_runtime
 
 log = structlog.get_logger(__name__)
 _runtime: Runtime | None = None
+_prepared = False
+
+
+def preload() -> None:
+    """Do once, before forking work horses: logging, migrations, heavy imports."""
+    global _prepared
+    if _prepared:
+        return
+    import planfleet.dispatch.local  # noqa: F401
+    import planfleet.planner  # noqa: F401
+    import planfleet.workers.building  # noqa: F401
+    import planfleet.workers.planning  # noqa: F401
+    from planfleet.schema import migrate
+
+    config = Config()
+    logs.configure(config.log_format)
+    migrate.ensure_database(config.database_url)
+    migrate.migrate(config.database_url)
+    if config.dispatch == "local":
+        from planfleet.dispatch import local
+
+        local.start_shared_executor(config.scripts_dir)
+    _prepared = True
 
 
 def runtime() -> Runtime:
@@ -27,8 +50,9 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         config = Config()
-        logs.configure(config.log_format)
-        _runtime = open_runtime(config)
+        if not _prepared:
+            logs.configure(config.log_format)
+        _runtime = open_runtime(config, apply_migrations=not _prepared)
     return _runtime
 
 

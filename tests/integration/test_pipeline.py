@@ -241,3 +241,18 @@ def test_files_dropped_into_the_watch_dir_end_built(fleet: Fleet) -> None:
 
     wait_for(built, timeout=60, interval=0.1)
     assert {i.filename for i in fleet.store.inputs.list()} == {f"job{i}.yaml" for i in range(3)}
+
+
+def test_a_missing_script_fails_its_step_at_once_with_the_path(fleet: Fleet) -> None:
+    fleet.workers()
+    input_id = fleet.submit(fleet.task_file([
+        {"id": "A", "script": "f/test/missing", "args": {"sleep": 0}},
+        {"id": "B", "depends_on": ["A"], "args": {"sleep": 0}},
+        {"id": "C", "args": {"sleep": 0}},
+    ]))
+    p = finished(fleet, plan_of(fleet, input_id).id, timeout=30)
+    assert p.status is models.PlanStatus.FAILED
+    latest = fleet.store.steps.latest(p.id)
+    assert latest["A"].attempt == 1 and "script f/test/missing not found" in (latest["A"].error or "")
+    assert latest["B"].status is models.StepStatus.SKIPPED
+    assert latest["C"].status is models.StepStatus.COMPLETED
