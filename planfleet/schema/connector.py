@@ -47,9 +47,12 @@ class Database:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 timeout=self._timeout,
-                kwargs={"row_factory": dict_row, "autocommit": False},
+                # autocommit: a single statement is its own transaction (one round trip);
+                # transaction() opens an explicit one for several statements. No check on
+                # checkout: a broken connection fails its statement (DatabaseUnavailable,
+                # retried by the caller) and the pool replaces it.
+                kwargs={"row_factory": dict_row, "autocommit": True},
                 connection_class=psycopg.Connection[dict[str, Any]],
-                check=psycopg_pool.ConnectionPool.check_connection,
                 open=True,
             )
             self._pid = os.getpid()
@@ -58,6 +61,16 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Cursor]:
         """A cursor inside one transaction: committed on success, rolled back on error."""
+        try:
+            with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Cursor]:
+        """A cursor whose every statement is its own transaction: for one statement (a read,
+        or a guarded update that is atomic by itself)."""
         try:
             with self._get_pool().connection() as conn, conn.cursor() as cur:
                 yield cur

@@ -62,7 +62,7 @@ class _Guarded:
     def _transition(self, query: str, record_id: int, expected: str, **params: Any) -> None:
         """Run the guarded ``query``; when it matched nothing, say why (NotFound, or the
         current status)."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get(query), {"id": record_id, **params})
             if cur.fetchone() is not None:
                 return
@@ -77,7 +77,7 @@ class SettingsRepository:
         self._db = db
 
     def get(self) -> models.Settings:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("get_settings"))
             row = cur.fetchone()
         if row is None:
@@ -134,21 +134,21 @@ class InputRepository(_Guarded):
             "errors": [f.error for f in ordered],
             "queue": queue,
         }
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("record_files"), params)
             rows = cur.fetchall()
         return [models.RecordOutcome(**row) for row in rows]
 
     def known_files(self, source_dir: str) -> set[tuple[str, int, int]]:
         """``(filename, size, mtime_ns)`` of every version already looked at in a dir."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("known_files"), {"dir": source_dir})
             return {(r["filename"], r["size"], r["mtime_ns"]) for r in cur.fetchall()}
 
     def list(
         self, *, status: models.InputStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[models.PendingInput]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(
                 queries.get("list_inputs"),
                 {"status": status, "limit": limit, "offset": offset},
@@ -156,13 +156,13 @@ class InputRepository(_Guarded):
             return [models.PendingInput.from_row(r) for r in cur.fetchall()]
 
     def counts(self) -> dict[str, int]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("count_inputs_by_status"))
             return {r["status"]: r["n"] for r in cur.fetchall()}
 
     def get(self, input_id: int, *, content: bool = False) -> models.PendingInput:
         name = "get_input_with_content" if content else "get_input"
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get(name), {"id": input_id})
             row = cur.fetchone()
         if row is None:
@@ -180,7 +180,7 @@ class InputRepository(_Guarded):
     def claim(self, input_id: int, job: str) -> models.PendingInput | None:
         """queued -> planning for RQ job ``job`` (which may claim again on a retry); None when
         another worker has it or it is not queued."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("claim_input"), {"id": input_id, "job": job})
             row = cur.fetchone()
         return None if row is None else models.PendingInput.from_row(row)
@@ -196,18 +196,18 @@ class InputRepository(_Guarded):
                    data={"problems": problems[:200]})
 
     def stale(self, *, queued: float, planning: float) -> list[tuple[int, str]]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("stale_inputs"), {"queued": queued, "planning": planning})
             return [(r["id"], r["status"]) for r in cur.fetchall()]
 
     def touch(self, input_id: int) -> bool:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("touch_input"), {"id": input_id})
             return cur.fetchone() is not None
 
     def release(self, input_id: int, planning: float) -> bool:
         """planning -> queued when its planner has been silent for ``planning`` seconds."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("release_input"), {"id": input_id, "planning": planning})
             return cur.fetchone() is not None
 
@@ -242,18 +242,18 @@ class PlanRepository(_Guarded):
     def list(
         self, *, status: models.PlanStatus | None = None, limit: int = 50, offset: int = 0
     ) -> list[models.PlanRecord]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("list_plans"),
                         {"status": status, "limit": limit, "offset": offset})
             return [models.PlanRecord.from_row(r) for r in cur.fetchall()]
 
     def counts(self) -> dict[str, int]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("count_plans_by_status"))
             return {r["status"]: r["n"] for r in cur.fetchall()}
 
     def get(self, plan_id: int) -> models.PlanRecord:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("get_plan"), {"id": plan_id})
             row = cur.fetchone()
         if row is None:
@@ -266,7 +266,7 @@ class PlanRepository(_Guarded):
 
     def claim(self, plan_id: int, worker: str, stale: float) -> models.PlanRecord | None:
         """queued (or building with a silent worker) -> building for ``worker``."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("claim_plan"),
                         {"id": plan_id, "worker": worker, "stale": stale})
             row = cur.fetchone()
@@ -274,12 +274,12 @@ class PlanRepository(_Guarded):
 
     def heartbeat(self, plan_id: int, worker: str) -> bool:
         """False when the plan is no longer this worker's to build (cancelled, taken over)."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("heartbeat_plan"), {"id": plan_id, "worker": worker})
             return cur.fetchone() is not None
 
     def status(self, plan_id: int) -> models.PlanStatus:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("plan_status"), {"id": plan_id})
             row = cur.fetchone()
         if row is None:
@@ -289,7 +289,7 @@ class PlanRepository(_Guarded):
     def finish(
         self, plan_id: int, worker: str, *, built: bool, build: dict[str, Any], error: str | None
     ) -> bool:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("finish_plan"), {
                 "id": plan_id, "worker": worker, "status": "built" if built else "failed",
                 "build": Jsonb(build), "error": error,
@@ -325,12 +325,12 @@ class PlanRepository(_Guarded):
         raise exceptions.InvalidTransition(f"plan {plan_id} is {current.status}, not failed")
 
     def stale(self, *, stale: float, queued: float) -> list[tuple[int, str]]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("stale_plans"), {"stale": stale, "queued": queued})
             return [(r["id"], r["status"]) for r in cur.fetchall()]
 
     def touch(self, plan_id: int) -> bool:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("touch_plan"), {"id": plan_id})
             return cur.fetchone() is not None
 
@@ -341,27 +341,27 @@ class StepRepository:
 
     def create(self, plan_id: int, steps: list[dict[str, Any]]) -> None:
         """First attempts of a plan's tasks (idempotent)."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("create_steps"), {"plan_id": plan_id, "steps": Jsonb(steps)})
 
     def latest(self, plan_id: int) -> dict[str, models.Step]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("latest_steps"), {"plan_id": plan_id})
             return {r["task_id"]: models.Step.from_row(r) for r in cur.fetchall()}
 
     def all(self, plan_id: int) -> list[models.Step]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("all_steps"), {"plan_id": plan_id})
             return [models.Step.from_row(r) for r in cur.fetchall()]
 
     def dispatch(self, step_id: int, job_id: Any) -> bool:
         """pending -> dispatched with ``job_id``, committed before the job is submitted."""
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("dispatch_step"), {"id": step_id, "job_id": job_id})
             return cur.fetchone() is not None
 
     def running(self, step_id: int) -> bool:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("step_running"), {"id": step_id})
             return cur.fetchone() is not None
 
@@ -384,13 +384,13 @@ class StepRepository:
             return True
 
     def skip(self, plan_id: int, task_ids: list[str], reason: str) -> list[str]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("skip_steps"),
                         {"plan_id": plan_id, "tasks": task_ids, "reason": reason})
             return [r["task_id"] for r in cur.fetchall()]
 
     def cancel_pending(self, plan_id: int, reason: str) -> None:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(queries.get("cancel_pending_steps"), {"plan_id": plan_id, "reason": reason})
 
 
@@ -408,7 +408,7 @@ class EventRepository:
         step_id: int | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             _event(
                 cur,
                 kind,
@@ -428,7 +428,7 @@ class EventRepository:
         before: int | None = None,
         limit: int = 100,
     ) -> list[models.Event]:
-        with self._db.transaction() as cur:
+        with self._db.session() as cur:
             cur.execute(
                 queries.get("list_events"),
                 {
