@@ -53,6 +53,7 @@ class Database:
                 # retried by the caller) and the pool replaces it.
                 kwargs={"row_factory": dict_row, "autocommit": True},
                 connection_class=psycopg.Connection[dict[str, Any]],
+                num_workers=1,  # a short-lived work horse should not start three threads
                 open=True,
             )
             self._pid = os.getpid()
