@@ -43,8 +43,8 @@ def start_workers(
         with open(log.with_name(f"{queue}-{i}.log"), "wb") as fh:
             procs.append(subprocess.Popen(
                 [str(BIN / "rq"), "worker", queue, "--url", env["REDIS_URL"], "--serializer",
-                 "json", "--with-scheduler", "--worker-class", worker_class], env=env, stdout=fh, stderr=subprocess.STDOUT,
-                start_new_session=True))
+                 "json", "--with-scheduler", "--worker-class", worker_class],
+                env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
     return procs
 
 

@@ -27,7 +27,6 @@ from planfleet.config import Config  # noqa: E402
 from planfleet.schema.repositories import Store  # noqa: E402
 from planfleet.watcher import Watcher  # noqa: E402
 
-
 DROP = """
 import sys
 from pathlib import Path

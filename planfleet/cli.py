@@ -114,7 +114,7 @@ def settings_set(
         try:
             n = int(value)
         except ValueError:
-            raise _fail(f"max_parallel must be a whole number, got {value!r}", RET_INVALID)
+            raise _fail(f"max_parallel must be a whole number, got {value!r}", RET_INVALID) from None
         if n < 1:
             raise _fail("max_parallel must be at least 1", RET_INVALID)
         changes["max_parallel"] = n

@@ -24,7 +24,6 @@ from typing import Any
 from planfleet.dispatch import DispatchError, JobState, JobStatus
 from planfleet.processes import alive
 
-
 #: Seconds a submitted job may lack a pid before it counts as never started.
 LOST_AFTER = 15.0
 

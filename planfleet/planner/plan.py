@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planfleet import defaults
 from planfleet.planner import explain, graph, search
-from planfleet.planner.explain import fmt_minutes
 from planfleet.planner import schedule as sch
 from planfleet.planner.errors import PlanningError, Problem
 from planfleet.planner.tasks import SolverSpec, TaskList

@@ -20,7 +20,7 @@ import structlog
 
 from planfleet import models
 from planfleet.config import Config
-from planfleet.dispatch import DispatchError, Dispatcher, JobState
+from planfleet.dispatch import Dispatcher, DispatchError, JobState
 from planfleet.schema.repositories import Store
 from planfleet.workers import retry
 

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from planfleet.planner import plan, plan_bytes
 from planfleet.planner import generators as gen
+from planfleet.planner import plan, plan_bytes
 from planfleet.planner.flow import module_id, to_windmill_flow
 
 REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"

@@ -1,6 +1,7 @@
 """Test solver: records each execution (start, end, job) under record_dir, sleeps, and fails
 while `fail_times` earlier executions of the task have not happened yet, or while the file
 `<record_dir>/<task_id>.fail` exists."""
+from __future__ import annotations
 
 import json
 import os
