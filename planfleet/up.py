@@ -13,7 +13,7 @@ import structlog
 from planfleet import exceptions
 from planfleet.config import Config
 from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis
-from planfleet.processes import alive
+from planfleet.processes import alive, tagged, terminate
 from planfleet.schema import migrate
 
 log = structlog.get_logger(__name__)
@@ -38,12 +38,22 @@ def _claim_pidfile(state: Path) -> Path:
     return pidfile
 
 
+#: Environment variable that marks every process of one fleet (its state dir as the value).
+FLEET_TAG = "PLANFLEET_FLEET"
+
+
 def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
     """Run the fleet in the foreground; return the exit code."""
     config = Config()
     state = config.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
     pidfile = _claim_pidfile(state)
+    leftovers = tagged(FLEET_TAG, str(state))
+    if leftovers:
+        # a previous `up` died without stopping its processes (honcho starts each in a
+        # session of its own, so they outlive it): stop them before starting anew
+        log.warning("stopping_leftovers", action="up", pids=leftovers)
+        terminate(leftovers)
     pg = EmbeddedPostgres(state) if "DATABASE_URL" not in os.environ else None
     rds = EmbeddedRedis(state) if "REDIS_URL" not in os.environ else None
     env = dict(os.environ)
@@ -56,6 +66,7 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
         watch_dir = config.watch_dir.expanduser().resolve()
         watch_dir.mkdir(parents=True, exist_ok=True)
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WATCH_DIR=str(watch_dir))
+        env[FLEET_TAG] = str(state)
         bin_dir = Path(sys.executable).parent
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         sys.stderr.write(

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from planfleet.processes import tagged
 from tests.conftest import wait_for
 
 BIN = str(Path(sys.executable).parent / "planfleet")
@@ -106,6 +107,8 @@ def test_up_brings_the_fleet_up_and_recovers_after_a_crash() -> None:
         # was left running and carries on
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        state = str(cwd / ".planfleet")
+        assert tagged("PLANFLEET_FLEET", state)  # the first fleet's processes outlived it
         proc, urls2 = _start_up(cwd)
         assert urls2 == urls
         (cwd / "input" / "more.yaml").write_text("tasks: [{id: B}]\n")
@@ -118,3 +121,5 @@ def test_up_brings_the_fleet_up_and_recovers_after_a_crash() -> None:
     wait_for(lambda: not pg_pid.exists(), timeout=20)
     assert not (cwd / ".planfleet" / "redis" / "redis.pid").exists()
     assert not (cwd / ".planfleet" / "up.pid").exists()
+    # nothing of either fleet is left running
+    wait_for(lambda: not tagged("PLANFLEET_FLEET", str(cwd / ".planfleet")), timeout=20)
