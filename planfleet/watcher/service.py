@@ -4,6 +4,7 @@ when ``auto_plan`` is on."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import queue
 import threading
@@ -31,6 +32,7 @@ from planfleet.config import Config
 from planfleet.queues import Queues
 from planfleet.schema.repositories import FileVersion, Store
 from planfleet.watcher import intake
+from planfleet.watcher.enqueuer import Enqueuer
 from planfleet.watcher.tracker import StabilityTracker
 
 log = structlog.get_logger(__name__)
@@ -70,46 +72,6 @@ class _Handler(FileSystemEventHandler):
             self._inbox.put(("changed", os.fsdecode(event.src_path)))
 
 
-class _Enqueuer:
-    """Enqueues plan jobs for recorded inputs off the recording path (a thread of its own), so
-    a burst of files is committed first and enqueued right after."""
-
-    def __init__(self, queues: Queues) -> None:
-        self._queues = queues
-        self._inbox: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="planfleet-enqueuer", daemon=True)
-        self._thread.start()
-
-    def submit(self, ids: list[int]) -> None:
-        self._inbox.put(ids)
-
-    def close(self) -> None:
-        self._inbox.put(None)
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        done = False
-        while not done:
-            batch = self._inbox.get()
-            ids: list[int] = []
-            while batch is not None:
-                ids += batch
-                try:
-                    batch = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
-            done = batch is None
-            for start in range(0, len(ids), defaults.RECORD_BATCH):
-                chunk = ids[start : start + defaults.RECORD_BATCH]
-                try:
-                    self._queues.enqueue_plans(chunk)
-                except exceptions.QueueUnavailable as exc:
-                    # the inputs stay `queued` in Postgres; the reconciler enqueues them again
-                    log.error("enqueue_failed", action="enqueue", input_ids=chunk, error=str(exc))
-                except Exception:  # noqa: BLE001 - the thread must outlive any fault
-                    log.exception("enqueue_crashed", action="enqueue", input_ids=chunk)
-
-
 class Watcher:
     """Records the task-list files of one watch dir (re-read from settings while running)."""
 
@@ -134,7 +96,13 @@ class Watcher:
         self._settings: models.Settings | None = None
         self._settings_at = 0.0
         self._next_rescan = 0.0
-        self._enqueuer = _Enqueuer(queues) if queues is not None else None
+        self._committer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="planfleet-recorder"
+        )
+        self._enqueuer = (
+            Enqueuer(config.redis_url, config.plan_queue, config.build_queue, config.log_format)
+            if queues is not None else None
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -148,6 +116,7 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop_observer()
+        self._committer.shutdown(wait=True)
         if self._enqueuer is not None:
             self._enqueuer.close()
             self._enqueuer = None
@@ -177,7 +146,11 @@ class Watcher:
     # -- one turn of the loop ----------------------------------------------------------------
 
     def step(self) -> list[models.RecordOutcome]:
-        """Take in events, rescan when due, record what became stable."""
+        """Take in events, rescan when due, record what became stable.
+
+        Batches are committed by a helper thread while this one reads the next batch (the
+        database's time overlaps the file reading); at most one batch is in flight.
+        """
         now = self.clock()
         self._refresh_settings()
         self._drain_events(now)
@@ -185,16 +158,37 @@ class Watcher:
             self.scan(now)
         outcomes: list[models.RecordOutcome] = []
         batch: list[FileVersion] = []
-        for name in self.tracker.due(now):
-            version = self._check(name, now)
-            if version is None:
-                continue
-            batch.append(version)
-            if len(batch) >= defaults.RECORD_BATCH:
-                outcomes += self._record(batch)
+        in_flight: tuple[concurrent.futures.Future[list[models.RecordOutcome]],
+                         list[FileVersion]] | None = None
+
+        def settle() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                future, _ = in_flight
+                outcomes.extend(future.result())
+                in_flight = None
+
+        try:
+            for name in self.tracker.due(now):
+                version = self._check(name, now)
+                if version is None:
+                    continue
+                batch.append(version)
+                if len(batch) >= defaults.RECORD_BATCH:
+                    settle()
+                    in_flight = (self._committer.submit(self._record, batch), batch)
+                    batch = []
+            if batch:
+                settle()
+                in_flight = (self._committer.submit(self._record, batch), batch)
                 batch = []
-        if batch:
-            outcomes += self._record(batch)
+            settle()
+        except exceptions.DatabaseUnavailable:
+            # look at every file of the unrecorded batches again once Postgres answers
+            again = batch + (in_flight[1] if in_flight is not None else [])
+            for version in again:
+                self.tracker.touch(version.filename, self.clock())
+            raise
         return outcomes
 
     def scan(self, now: float) -> int:
@@ -288,13 +282,7 @@ class Watcher:
         settings = self._settings
         assert settings is not None
         queue_them = settings.auto_plan and self.queues is not None
-        try:
-            outcomes = self.store.inputs.record_files(str(self.root), batch, queue=queue_them)
-        except exceptions.DatabaseUnavailable:
-            now = self.clock()
-            for version in batch:
-                self.tracker.touch(version.filename, now)
-            raise
+        outcomes = self.store.inputs.record_files(str(self.root), batch, queue=queue_them)
         for version in batch:
             self._known.add((version.filename, version.size, version.mtime_ns))
         errors = {v.filename: v.error for v in batch if v.error}

@@ -138,6 +138,8 @@ def test_thousand_files_at_once_are_all_recorded_exactly_once(
     assert sorted(r["filename"] for r in recorded) == [f"f{i:04}.json" for i in range(1000)]
     assert {r["status"] for r in recorded} == {"queued"}
     # and each is enqueued once for planning
+    wait_for(lambda: len(plan_queue_ids(redis_conn)) >= 1000, timeout=30)
+    time.sleep(0.3)
     ids = plan_queue_ids(redis_conn)
     assert len(ids) == 1000 and len(set(ids)) == 1000
 
@@ -277,9 +279,10 @@ def test_auto_plan_decides_the_enqueue(
     (row,) = rows(database_url)
     if auto_plan:
         assert row["status"] == models.InputStatus.QUEUED
-        assert plan_queue_ids(redis_conn) == [row["id"]]
+        wait_for(lambda: plan_queue_ids(redis_conn) == [row["id"]], timeout=10)
     else:
         assert row["status"] == models.InputStatus.PENDING
+        time.sleep(1.0)
         assert plan_queue_ids(redis_conn) == []
 
 
@@ -297,6 +300,8 @@ def test_two_watchers_record_each_file_once(
     time.sleep(WINDOW * 3)
     assert count(database_url, "SELECT count(*) FROM pending_inputs") == 200
     assert count(database_url, "SELECT count(*) FROM events WHERE kind='input_duplicate'") == 0
+    wait_for(lambda: len(plan_queue_ids(redis_conn)) >= 200, timeout=20)
+    time.sleep(0.3)
     assert len(plan_queue_ids(redis_conn)) == 200
 
 
