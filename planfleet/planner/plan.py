@@ -210,9 +210,7 @@ def plan(
     result = search.optimise(inst, g.topo, business, budget=budget,
                              max_evaluations=max_evaluations)
     s = result.schedule
-    blevel, _ = sch.levels(inst, g.topo)
-    bound = search.lower_bound(inst, blevel)
-    eff = search.inherited_priority(inst, g.topo, business)
+    blevel, bound, eff = result.blevel, result.lower_bound, result.effective_priority
     cp = critical_path(inst, blevel)
     ids = g.ids
     order = sorted(range(g.n), key=lambda i: result.key[i])

@@ -31,6 +31,9 @@ class Result:
     seconds: float
     #: makespan of plain b-level list scheduling, for comparison
     baseline: float
+    blevel: list[float]
+    lower_bound: float
+    effective_priority: list[int]
 
 
 #: Evaluations without improvement after which the search stops: STALL_MIN + STALL_PER_TASK*n.
@@ -171,4 +174,7 @@ def optimise(
         evaluations=evaluations,
         seconds=time.perf_counter() - t0,
         baseline=baseline,
+        blevel=blevel,
+        lower_bound=bound,
+        effective_priority=eff,
     )
