@@ -78,6 +78,22 @@ class Database:
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
 
+    def fetch_all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every row of the one named query ``query``."""
+        from planfleet.schema import queries
+
+        with self.session() as cur:
+            cur.execute(queries.get(query), params)
+            return cur.fetchall()
+
+    def matched(self, query: str, params: dict[str, Any]) -> bool:
+        """Run the one named (guarded) statement ``query``; whether it matched a row."""
+        from planfleet.schema import queries
+
+        with self.session() as cur:
+            cur.execute(queries.get(query), params)
+            return cur.fetchone() is not None
+
     def close(self) -> None:
         if self._pool is not None and self._pid == os.getpid():
             self._pool.close()

@@ -196,20 +196,15 @@ class InputRepository(_Guarded):
                    data={"problems": problems[:200]})
 
     def stale(self, *, queued: float, planning: float) -> list[tuple[int, str]]:
-        with self._db.session() as cur:
-            cur.execute(queries.get("stale_inputs"), {"queued": queued, "planning": planning})
-            return [(r["id"], r["status"]) for r in cur.fetchall()]
+        rows = self._db.fetch_all("stale_inputs", {"queued": queued, "planning": planning})
+        return [(r["id"], r["status"]) for r in rows]
 
     def touch(self, input_id: int) -> bool:
-        with self._db.session() as cur:
-            cur.execute(queries.get("touch_input"), {"id": input_id})
-            return cur.fetchone() is not None
+        return self._db.matched("touch_input", {"id": input_id})
 
     def release(self, input_id: int, planning: float) -> bool:
         """planning -> queued when its planner has been silent for ``planning`` seconds."""
-        with self._db.session() as cur:
-            cur.execute(queries.get("release_input"), {"id": input_id, "planning": planning})
-            return cur.fetchone() is not None
+        return self._db.matched("release_input", {"id": input_id, "planning": planning})
 
     def requeue(self, input_id: int) -> None:
         """planning -> queued after a transient fault."""
@@ -274,9 +269,7 @@ class PlanRepository(_Guarded):
 
     def heartbeat(self, plan_id: int, worker: str) -> bool:
         """False when the plan is no longer this worker's to build (cancelled, taken over)."""
-        with self._db.session() as cur:
-            cur.execute(queries.get("heartbeat_plan"), {"id": plan_id, "worker": worker})
-            return cur.fetchone() is not None
+        return self._db.matched("heartbeat_plan", {"id": plan_id, "worker": worker})
 
     def status(self, plan_id: int) -> models.PlanStatus:
         with self._db.session() as cur:
@@ -325,14 +318,11 @@ class PlanRepository(_Guarded):
         raise exceptions.InvalidTransition(f"plan {plan_id} is {current.status}, not failed")
 
     def stale(self, *, stale: float, queued: float) -> list[tuple[int, str]]:
-        with self._db.session() as cur:
-            cur.execute(queries.get("stale_plans"), {"stale": stale, "queued": queued})
-            return [(r["id"], r["status"]) for r in cur.fetchall()]
+        rows = self._db.fetch_all("stale_plans", {"stale": stale, "queued": queued})
+        return [(r["id"], r["status"]) for r in rows]
 
     def touch(self, plan_id: int) -> bool:
-        with self._db.session() as cur:
-            cur.execute(queries.get("touch_plan"), {"id": plan_id})
-            return cur.fetchone() is not None
+        return self._db.matched("touch_plan", {"id": plan_id})
 
 
 class StepRepository:
@@ -350,20 +340,14 @@ class StepRepository:
             return {r["task_id"]: models.Step.from_row(r) for r in cur.fetchall()}
 
     def all(self, plan_id: int) -> list[models.Step]:
-        with self._db.session() as cur:
-            cur.execute(queries.get("all_steps"), {"plan_id": plan_id})
-            return [models.Step.from_row(r) for r in cur.fetchall()]
+        return [models.Step.from_row(r) for r in self._db.fetch_all("all_steps", {"plan_id": plan_id})]
 
     def dispatch(self, step_id: int, job_id: Any) -> bool:
         """pending -> dispatched with ``job_id``, committed before the job is submitted."""
-        with self._db.session() as cur:
-            cur.execute(queries.get("dispatch_step"), {"id": step_id, "job_id": job_id})
-            return cur.fetchone() is not None
+        return self._db.matched("dispatch_step", {"id": step_id, "job_id": job_id})
 
     def running(self, step_id: int) -> bool:
-        with self._db.session() as cur:
-            cur.execute(queries.get("step_running"), {"id": step_id})
-            return cur.fetchone() is not None
+        return self._db.matched("step_running", {"id": step_id})
 
     def finish(
         self, step_id: int, status: models.StepStatus, *, result: Any = None,
