@@ -70,6 +70,8 @@ class Build:
         ])
         self.log.info("build_started", action="build", tasks=len(self.tasks))
         steps = self.store.steps.latest(self.plan_id)
+        if self._skip_blocked(steps):  # a resumed build may find failures not yet followed up
+            steps = self.store.steps.latest(self.plan_id)
         beat = 0.0
         while True:
             now = time.monotonic()
@@ -77,24 +79,27 @@ class Build:
                 if not self.store.plans.heartbeat(self.plan_id, self.worker):
                     return self._lost()
                 beat = now
-            changed = self._collect(steps) or self._failed_submit
-            self._failed_submit = False
-            changed |= self._skip_blocked(self.store.steps.latest(self.plan_id) if changed
-                                          else steps)
-            if changed:
+            progress, reload = self._collect(steps)
+            if reload or self._failed_submit:
+                # a failure: new attempts or skips follow, read them from the database
+                self._failed_submit = False
+                self._skip_blocked(self.store.steps.latest(self.plan_id))
                 steps = self.store.steps.latest(self.plan_id)
+                progress = True
             if all(s.terminal for s in steps.values()):
                 return self._finish(steps)
             # our own writes are the only changes between turns (a cancel shows in the
             # heartbeat): steps we start are updated in memory, not read again
-            if not self._dispatch(steps) and not changed:
+            if not self._dispatch(steps) and not progress:
                 time.sleep(self.config.build_poll)
 
-    def _collect(self, steps: Mapping[str, models.Step]) -> bool:
+    def _collect(self, steps: dict[str, models.Step]) -> tuple[bool, bool]:
+        """Record what the running steps' jobs did. Returns (progress, reload): successes are
+        applied to ``steps`` in memory; a failure asks for the steps to be read again."""
         active = {s.windmill_job_id: s for s in steps.values() if s.active}
         if not active:
-            return False
-        changed = False
+            return False, False
+        progress = reload = False
         now = dt.datetime.now(dt.UTC)
         for job_id, status in self.dispatcher.status(list(active)).items():
             step = active[job_id]
@@ -102,22 +107,27 @@ class Build:
                 # written down but never submitted (the worker died in between): submit now
                 self._submit(step, job_id)
             elif status.state is JobState.RUNNING and step.status is S.DISPATCHED:
-                self.store.steps.running(step.id)
+                if self.store.steps.running(step.id):
+                    steps[step.task_id] = dataclasses.replace(step, status=S.RUNNING)
             elif status.state is JobState.SUCCESS:
-                self.store.steps.finish(step.id, S.COMPLETED, result={
-                    "value": status.result, "duration": status.duration, "link": status.link})
+                if self.store.steps.finish(step.id, S.COMPLETED, result={
+                        "value": status.result, "duration": status.duration,
+                        "link": status.link}):
+                    steps[step.task_id] = dataclasses.replace(step, status=S.COMPLETED)
+                else:
+                    reload = True
                 self.log.info("step_completed", action="build", task_id=step.task_id,
                               step_id=step.id, attempt=step.attempt)
-                changed = True
+                progress = True
             elif status.state is JobState.FAILURE:
                 self._failed(step, status.error or "failed", status.link)
-                changed = True
+                reload = True
             elif (step.started_at is not None and (now - step.started_at).total_seconds()
                   > self.config.step_timeout + TIMEOUT_GRACE):
                 self.dispatcher.cancel(job_id, "step timeout")
                 self._failed(step, f"timed out after {self.config.step_timeout:g} s", None)
-                changed = True
-        return changed
+                reload = True
+        return progress, reload
 
     def _failed(self, step: models.Step, error: str, link: str | None) -> None:
         decision = retry.decide(
@@ -130,9 +140,8 @@ class Build:
                          attempt=step.attempt, error=error[:300], retry=decision.retry,
                          delay=round(decision.delay, 3))
 
-    def _skip_blocked(self, steps: Mapping[str, models.Step] | None) -> bool:
+    def _skip_blocked(self, steps: Mapping[str, models.Step]) -> bool:
         """Skip pending tasks that wait, directly or not, on a task that ended badly."""
-        steps = steps if steps is not None else self.store.steps.latest(self.plan_id)
         dead = [t for t, s in steps.items() if s.status in (S.FAILED, S.SKIPPED, S.CANCELLED)]
         doomed: dict[str, str] = {}
         stack = [(c, t) for t in dead for c in self.children[t]]
