@@ -46,7 +46,7 @@ JOB_RETRY_INTERVALS = (2, 5, 15, 30, 60)
 JOB_RESULT_TTL = 500
 
 #: Connections in each process's Postgres pool.
-DB_POOL_MIN = 1
+DB_POOL_MIN = 0
 DB_POOL_MAX = 4
 #: Seconds to wait for a pooled connection before calling Postgres unavailable.
 DB_CONNECT_TIMEOUT = 10.0

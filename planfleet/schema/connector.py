@@ -45,6 +45,8 @@ class Database:
             self._pool = psycopg_pool.ConnectionPool(
                 self.url,
                 min_size=self._min_size,
+                # no background fill: a forked work horse opens its first connection when
+                # it needs it, in its own thread
                 max_size=self._max_size,
                 timeout=self._timeout,
                 # autocommit: a single statement is its own transaction (one round trip);

@@ -43,6 +43,10 @@ def preload() -> None:
 
         local.start_shared_executor(config.scripts_dir)
     _prepared = True
+    # built here, inherited by every forked work horse; connections open lazily (and anew
+    # after a fork: the Postgres pool and redis-py both check the pid)
+    global _runtime
+    _runtime = open_runtime(config, apply_migrations=False)
 
 
 def runtime() -> Runtime:
