@@ -32,6 +32,8 @@ class PlanTask(BaseModel):
     script: str
     parallel: bool
     args: dict[str, Any]
+    max_attempts: int | None = None
+    timeout: float | None = None
 
 
 class Slot(BaseModel):
@@ -227,7 +229,8 @@ def plan(
         tasks[t.id] = PlanTask(
             title=t.title, estimate=t.estimate, priority=t.priority, effective_priority=eff[i],
             depends_on=[ids[p] for p in g.pred[i]], solver=list(t.solver), script=script,
-            parallel=t.parallel, args=dict(t.args),
+            parallel=t.parallel, args=dict(t.args), max_attempts=t.max_attempts,
+            timeout=t.timeout,
         )
     batches = waves(inst, s, result.key)
     immediate = [ids[i] for i in order if s.start[i] <= _EPS]

@@ -59,6 +59,9 @@ class TaskSpec(BaseModel):
     parallel: bool = True
     script: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
+    #: overrides of the build's step policy for this task (None: the fleet's defaults)
+    max_attempts: int | None = None
+    timeout: float | None = None
     line: int | None = None
 
 
@@ -190,10 +193,25 @@ def build_task(raw: Any, index: int, problems: list[Problem], *, line: int | Non
     check("parallel", boolean)
     check("script", text)
     check("args", mapping)
+
+    def attempts(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100:
+            raise ValueError(f"must be a whole number from 1 to 100, got {v!r}")
+        return v
+
+    def seconds(v: Any) -> float:
+        minutes = parse_estimate(v) if isinstance(v, str) else None
+        value = minutes * 60 if minutes is not None else v
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"must be seconds > 0 or a duration like '30m', got {v!r}")
+        return float(value)
+
+    check("max_attempts", attempts)
+    check("timeout", seconds)
     if "title" not in fields and isinstance(raw.get("summary"), str):
         fields["title"] = raw["summary"]
     known = {"id", "title", "summary", "estimate", "priority", "depends_on", "solver", "parallel",
-             "script", "args", "description"}
+             "script", "args", "description", "max_attempts", "timeout"}
     for key in raw:
         if key not in known:
             problems.append(

@@ -128,15 +128,20 @@ class Build:
                 self._failed(step, status.error or "failed", status.link)
                 reload = True
             elif (step.started_at is not None and (now - step.started_at).total_seconds()
-                  > self.config.step_timeout + TIMEOUT_GRACE):
+                  > self._timeout(step.task_id) + TIMEOUT_GRACE):
                 self.dispatcher.cancel(job_id, "step timeout")
-                self._failed(step, f"timed out after {self.config.step_timeout:g} s", None)
+                self._failed(step, f"timed out after {self._timeout(step.task_id):g} s", None)
                 reload = True
         return progress, reload
 
+    def _timeout(self, task_id: str) -> float:
+        return float(self.tasks[task_id].get("timeout") or self.config.step_timeout)
+
     def _failed(self, step: models.Step, error: str, link: str | None) -> None:
         decision = retry.decide(
-            step.tries, max_attempts=self.config.step_max_attempts,
+            step.tries,
+            max_attempts=self.tasks[step.task_id].get("max_attempts")
+            or self.config.step_max_attempts,
             base=self.config.step_retry_base, cap=self.config.step_retry_cap,
         )
         self.store.steps.finish(step.id, S.FAILED, error=error, result={"link": link},
@@ -214,7 +219,8 @@ class Build:
 
     def _submit(self, step: models.Step, job_id: uuid.UUID) -> None:
         try:
-            self.dispatcher.submit(job_id, step.script, dict(step.args), self.config.step_timeout)
+            self.dispatcher.submit(job_id, step.script, dict(step.args),
+                                   self._timeout(step.task_id))
         except DispatchError as exc:
             if exc.permanent:
                 self.store.steps.finish(step.id, S.FAILED, error=str(exc))

@@ -257,3 +257,55 @@ def test_a_missing_script_fails_its_step_at_once_with_the_path(fleet: Fleet) -> 
     assert latest["A"].attempt == 1 and "script f/test/missing not found" in (latest["A"].error or "")
     assert latest["B"].status is models.StepStatus.SKIPPED
     assert latest["C"].status is models.StepStatus.COMPLETED
+
+
+def test_per_task_attempts_and_timeout_override_the_defaults(fleet: Fleet) -> None:
+    fleet.workers()
+    input_id = fleet.submit(fleet.task_file([
+        {"id": "ONCE", "max_attempts": 1, "args": {"sleep": 0, "fail_times": 5}},
+        {"id": "SLOW", "timeout": 0.5, "max_attempts": 2, "args": {"sleep": 5}},
+    ]))
+    p = finished(fleet, plan_of(fleet, input_id).id, timeout=40)
+    assert p.status is models.PlanStatus.FAILED
+    steps = fleet.store.steps.all(p.id)
+    once = [s for s in steps if s.task_id == "ONCE"]
+    slow = [s for s in steps if s.task_id == "SLOW"]
+    assert len(once) == 1 and once[0].status is models.StepStatus.FAILED
+    assert len(slow) == 2 and all("timed out after 0.5 s" in (s.error or "") for s in slow)
+
+
+def test_a_plan_job_retried_after_a_transient_fault_claims_its_input_again(fleet: Fleet) -> None:
+    from planfleet import exceptions
+    from planfleet.workers import planning
+
+    input_id = fleet.submit(fleet.task_file([{"id": "X", "args": {"sleep": 0}}]), queue=False)
+    fleet.store.inputs.queue(input_id)
+    create = fleet.store.plans.create_from_input
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise exceptions.DatabaseUnavailable("Postgres is not reachable: test")
+        return create(*args, **kwargs)
+
+    fleet.store.plans.create_from_input = flaky  # type: ignore[method-assign]
+    # When the first run of the job hits the fault, Then it propagates (for RQ to retry)
+    try:
+        planning.plan_input(fleet.rt, input_id, "rq-job-1")
+        raise AssertionError("the fault should propagate")
+    except exceptions.DatabaseUnavailable:
+        pass
+    assert fleet.store.inputs.get(input_id).status is models.InputStatus.PLANNING
+    # another job cannot take it, the same job (RQ's retry) can
+    assert planning.plan_input(fleet.rt, input_id, "rq-job-2") is None
+    plan_id = planning.plan_input(fleet.rt, input_id, "rq-job-1")
+    assert plan_id is not None
+    assert fleet.store.inputs.get(input_id).status is models.InputStatus.PLANNED
+    # and jobs are enqueued with RQ retries for such faults
+    (job_id,) = fleet.queues.enqueue_plans([input_id])
+    import rq
+    from rq.serializers import JSONSerializer
+
+    job = rq.job.Job.fetch(job_id, connection=fleet.queues.connection, serializer=JSONSerializer)
+    assert job.retries_left == 5 and job.retry_intervals[0] == 2

@@ -213,3 +213,11 @@ def test_parse_returns_partial_lists_with_their_problems() -> None:
     tl, problems = parse(b"tasks: [{id: A, estimate: soon}, {id: B}]", "a.yaml")
     assert tl is not None and [x.id for x in tl.tasks] == ["A", "B"]
     assert [p.code for p in problems] == ["bad_estimate"]
+
+
+def test_per_task_step_policy_fields() -> None:
+    tl = load(b"tasks: [{id: A, max_attempts: 5, timeout: 30m}, {id: B, timeout: 90}]", "a.yaml")
+    assert (tl.tasks[0].max_attempts, tl.tasks[0].timeout) == (5, 1800.0)
+    assert (tl.tasks[1].max_attempts, tl.tasks[1].timeout) == (None, 90.0)
+    codes = [c for c, _, _ in problems_of(b"tasks: [{id: A, max_attempts: 0, timeout: -1}]")]
+    assert codes == ["bad_field", "bad_field"]
