@@ -181,21 +181,6 @@ def inputs(
     out.print(table)
 
 
-@app.command("enqueue-plan")
-def enqueue_plan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -> None:
-    """Queue pending inputs for planning (refused, with the reason, when not pending)."""
-    rt = _runtime()
-    code = RET_OK
-    for input_id in ids:
-        try:
-            rt.store.inputs.queue(input_id)
-        except exceptions.InvalidTransition as exc:
-            err.print(f"[red]refused:[/red] {exc}")
-            code = RET_CONFLICT
-            continue
-        rt.queues.enqueue_plans([input_id])
-        out.print(f"input {input_id} queued for planning")
-    raise typer.Exit(code)
 
 
 def _transition(ids: list[int], act: Any, done: str) -> None:
@@ -210,6 +195,18 @@ def _transition(ids: list[int], act: Any, done: str) -> None:
             continue
         out.print(done.format(id=item))
     raise typer.Exit(code)
+
+
+@app.command("enqueue-plan")
+def enqueue_plan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -> None:
+    """Queue pending inputs for planning (refused, with the reason, when not pending)."""
+    rt = _runtime()
+
+    def act(input_id: int) -> None:
+        rt.store.inputs.queue(input_id)
+        rt.queues.enqueue_plans([input_id])
+
+    _transition(ids, act, "input {id} queued for planning")
 
 
 @app.command("enqueue-build")

@@ -144,7 +144,7 @@ def optimise(
 
     rev = inst.reversed()
 
-    def justify(key: list[int], s: sch.Schedule, label: str) -> None:
+    def justify(s: sch.Schedule, label: str) -> None:
         """Forward-backward improvement until it stops improving."""
         current = s
         while time_left():
@@ -158,13 +158,13 @@ def optimise(
                 return
             current = nxt
 
-    justify(best_key, best, "forward-backward")
+    justify(best, "forward-backward")
     spread = 0.02
     while time_left():
         noise = [blevel[i] * (1 + rng.uniform(-spread, spread)) for i in range(n)]
         key = sch.keys_from(primary, [-(noise[i] * (n + 1) + nsucc[i]) for i in range(n)])
         s = evaluate(key, "perturbed b-level")
-        justify(key, s, "perturbed+forward-backward")
+        justify(s, "perturbed+forward-backward")
         spread = 0.3 if spread >= 0.3 else spread * 1.5
     assert best is not None
     return Result(

@@ -12,6 +12,7 @@ import psycopg_pool
 from psycopg.rows import dict_row
 
 from planfleet import defaults, exceptions
+from planfleet.schema import queries
 
 Cursor = psycopg.Cursor[dict[str, Any]]
 
@@ -82,16 +83,12 @@ class Database:
 
     def fetch_all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Every row of the one named query ``query``."""
-        from planfleet.schema import queries
-
         with self.session() as cur:
             cur.execute(queries.get(query), params)
             return cur.fetchall()
 
     def matched(self, query: str, params: dict[str, Any]) -> bool:
         """Run the one named (guarded) statement ``query``; whether it matched a row."""
-        from planfleet.schema import queries
-
         with self.session() as cur:
             cur.execute(queries.get(query), params)
             return cur.fetchone() is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -52,12 +52,11 @@ class _Guarded:
     """A repository whose records change state by guarded statements."""
 
     noun = "record"
+    #: each repository's own lookup (raises NotFound)
+    get: Callable[[int], Any]
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    def get(self, record_id: int) -> Any:
-        raise NotImplementedError  # pragma: no cover - each repository has its own
 
     def _transition(self, query: str, record_id: int, expected: str, **params: Any) -> None:
         """Run the guarded ``query``; when it matched nothing, say why (NotFound, or the

@@ -72,9 +72,7 @@ class Build:
             for t, task in self.tasks.items()
         ])
         self.log.info("build_started", action="build", tasks=len(self.tasks))
-        steps = self.store.steps.latest(self.plan_id)
-        if self._skip_blocked(steps):  # a resumed build may find failures not yet followed up
-            steps = self.store.steps.latest(self.plan_id)
+        steps = self._reload()  # a resumed build may find failures not yet followed up
         beat = 0.0
         while True:
             now = time.monotonic()
@@ -86,8 +84,7 @@ class Build:
             if reload or self._failed_submit:
                 # a failure: new attempts or skips follow, read them from the database
                 self._failed_submit = False
-                self._skip_blocked(self.store.steps.latest(self.plan_id))
-                steps = self.store.steps.latest(self.plan_id)
+                steps = self._reload()
                 progress = True
             if all(s.terminal for s in steps.values()):
                 return self._finish(steps)
@@ -149,6 +146,13 @@ class Build:
         self.log.warning("step_failed", action="build", task_id=step.task_id, step_id=step.id,
                          attempt=step.attempt, error=error[:300], retry=decision.retry,
                          delay=round(decision.delay, 3))
+
+    def _reload(self) -> dict[str, models.Step]:
+        """The latest steps, after skipping what waits on a task that ended badly."""
+        steps = self.store.steps.latest(self.plan_id)
+        if self._skip_blocked(steps):
+            steps = self.store.steps.latest(self.plan_id)
+        return steps
 
     def _skip_blocked(self, steps: Mapping[str, models.Step]) -> bool:
         """Skip pending tasks that wait, directly or not, on a task that ended badly."""
