@@ -293,6 +293,16 @@ def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
                       st.finished_at.strftime("%H:%M:%S.%f")[:-3] if st.finished_at else "",
                       f"{secs:.2f}" if secs is not None else "", (st.error or "")[:60])
     out.print(table)
+    links = [(st.task_id, st.attempt, st.result.get("link")) for st in rt.store.steps.all(plan_id)
+             if isinstance(st.result, dict) and st.result.get("link")]
+    for task, attempt, link in links:
+        out.print(f"job {task}#{attempt}: {link}", markup=False, soft_wrap=True)
+    scripts = sorted({t["script"] for t in (p.plan or {}).get("tasks", {}).values()})
+    for c in rt.store.circuits.get(scripts).values():
+        if c.state != "closed" or c.failures:
+            out.print(f"circuit {c.script}: {c.state}, {c.failures} consecutive failures"
+                      + (f", last: {c.last_error[:120]}" if c.last_error else ""), markup=False,
+                      soft_wrap=True)
 
 
 @app.command()

@@ -37,7 +37,8 @@ class Config(BaseSettings):
     watch_dir: Path = Field(Path(defaults.WATCH_DIR), validation_alias=_env("WATCH_DIR"))
     windmill_url: str | None = Field(None, validation_alias=_env("WINDMILL_URL"))
     windmill_token: str | None = Field(None, validation_alias=_env("WINDMILL_TOKEN"))
-    windmill_workspace: str = Field("admins", validation_alias=_env("WINDMILL_WORKSPACE"))
+    windmill_workspace: str = Field(
+        defaults.WINDMILL_WORKSPACE, validation_alias=_env("WINDMILL_WORKSPACE"))
     api_token: str | None = Field(None, validation_alias=AliasChoices("PLANFLEET_API_TOKEN"))
 
     stability_window: float = Field(defaults.STABILITY_WINDOW, ge=0)
@@ -47,7 +48,20 @@ class Config(BaseSettings):
     plan_queue: str = defaults.PLAN_QUEUE
     build_queue: str = defaults.BUILD_QUEUE
     state_dir: Path = Path(defaults.STATE_DIR)
+    #: where steps run: ``local`` (the embedded runner) or ``windmill`` (its REST API)
     dispatch: str = Field("local", pattern="^(local|windmill)$")
+    #: ``steps``: one job per step, started event-driven; ``flow``: the whole plan as one
+    #: Windmill flow job (dispatch ``windmill`` only)
+    build_mode: str = Field("steps", pattern="^(steps|flow)$")
+    windmill_concurrency: int = Field(defaults.WINDMILL_CONCURRENCY, ge=1)
+    windmill_poll: float = Field(defaults.WINDMILL_POLL, gt=0)
+    windmill_timeout: float = Field(defaults.WINDMILL_TIMEOUT, gt=0)
+    windmill_retry_base: float = Field(defaults.WINDMILL_RETRY_BASE, gt=0)
+    windmill_retry_cap: float = Field(defaults.WINDMILL_RETRY_CAP, gt=0)
+    windmill_check_after: float = Field(defaults.WINDMILL_CHECK_AFTER, gt=0)
+    windmill_flow_folder: str = defaults.WINDMILL_FLOW_FOLDER
+    circuit_threshold: int = Field(defaults.CIRCUIT_THRESHOLD, ge=1)
+    circuit_cooldown: float = Field(defaults.CIRCUIT_COOLDOWN, ge=0)
     #: Windmill-style scripts the local runner runs (deploy/windmill of the project)
     scripts_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "deploy" / "windmill"

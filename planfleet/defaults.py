@@ -84,3 +84,26 @@ BUILD_STALE = 30.0
 REQUEUE_AFTER = 60.0
 #: Seconds between reconciler passes.
 RECONCILE_INTERVAL = 10.0
+
+#: Consecutive failures of one script that open its circuit (its steps wait).
+CIRCUIT_THRESHOLD = 5
+#: Seconds an open circuit waits before letting one trial step through.
+CIRCUIT_COOLDOWN = 300.0
+
+#: Windmill workspace used when none is configured.
+WINDMILL_WORKSPACE = "admins"
+#: Concurrent requests (and kept-alive connections) of one build worker to Windmill.
+WINDMILL_CONCURRENCY = 8
+#: Seconds between a build worker's looks at Windmill for the jobs it tracks.
+WINDMILL_POLL = 0.5
+#: Seconds a request to Windmill may take.
+WINDMILL_TIMEOUT = 30.0
+#: First delay (s) before a submission that failed for a transient reason is sent again;
+#: doubles per failure up to WINDMILL_RETRY_CAP.
+WINDMILL_RETRY_BASE = 1.0
+WINDMILL_RETRY_CAP = 60.0
+#: Seconds after which a tracked job that neither ran nor finished is looked up on its own
+#: (and then at doubling intervals up to 10 times this): catches jobs Windmill lost.
+WINDMILL_CHECK_AFTER = 30.0
+#: Folder of the flows planfleet creates in flow build mode (``f/planfleet/plan_<id>``).
+WINDMILL_FLOW_FOLDER = "f/planfleet"

@@ -54,11 +54,11 @@ class StepStatus(enum.StrEnum):
 
 
 @functools.cache
-def _field_names(cls: type[Any]) -> frozenset[str]:
+def _field_names(cls: Any) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(cls))
 
 
-def _from_row(cls: type[Any], row: dict[str, Any]) -> Any:
+def _from_row(cls: Any, row: dict[str, Any]) -> Any:
     names = _field_names(cls)
     return cls(**{k: v for k, v in row.items() if k in names})
 
@@ -192,3 +192,23 @@ class Step:
         return self.status in (
             StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Circuit:
+    """The circuit breaker of one script: ``closed`` (steps go), ``open`` (steps wait for the
+    cool-down), ``half_open`` (one trial step is out)."""
+
+    script: str
+    state: str
+    failures: int
+    opened_at: dt.datetime | None
+    last_error: str | None
+    #: seconds since it opened (or last changed, when closed)
+    open_for: float
+    #: seconds since it last changed
+    idle_for: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        return _from_row(cls, dict(row))  # type: ignore[no-any-return]

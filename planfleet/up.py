@@ -85,7 +85,7 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
         )
         # Ctrl-C reaches honcho too (same process group); it stops its children, we wait
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, lambda *_: honcho and honcho.send_signal(signal.SIGINT))
+        signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGINT))
         return honcho.wait()
     except exceptions.PlanfleetError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -7,6 +7,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +15,8 @@ import redis
 
 from planfleet.schema import migrate
 from planfleet.schema.repositories import Store
+from tests.support.fake_windmill import FakeWindmill
+from tests.support.openapi_check import SpecChecker
 
 ADMIN_URL = os.environ.get(
     "PLANFLEET_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -95,3 +98,28 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {cond}")
         time.sleep(interval)
+
+
+# -- Windmill ---------------------------------------------------------------------------------
+
+WINDMILL_SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / (
+    "windmill-openapi.yaml")
+
+
+@pytest.fixture(scope="session")
+def windmill_spec() -> SpecChecker | None:
+    """Windmill's OpenAPI spec, when it is beside the project (CI has it)."""
+    if not WINDMILL_SPEC.exists():
+        return None
+    return SpecChecker(WINDMILL_SPEC)
+
+
+@pytest.fixture
+def windmill(windmill_spec: SpecChecker | None) -> Iterator[FakeWindmill]:
+    """A loopback Windmill; every request it got is checked against the spec afterwards."""
+    fake = FakeWindmill(scripts={"f/planner/solver_dispatch", "f/test/work"})
+    yield fake
+    fake.close()
+    if windmill_spec is not None:
+        problems = [p for r in fake.requests for p in windmill_spec.check(r)]
+        assert not problems, "requests outside Windmill's API:\n" + "\n".join(problems[:20])

@@ -34,12 +34,21 @@ class JobStatus:
 
 
 class Dispatcher(Protocol):
-    """Runs jobs under ids the caller chose (and wrote down before calling ``submit``)."""
+    """Runs jobs under ids the caller chose (and wrote down before calling ``submit``).
+
+    ``status`` answers UNKNOWN for an id the dispatcher never saw submitted (the caller then
+    submits it again: same id, so at most one job) and for a job whose submission failed for a
+    transient reason once its backoff is over."""
 
     def submit(
         self, job_id: uuid.UUID, script: str, args: dict[str, Any], timeout: float
     ) -> None:
         """Start the job; submitting an id that was submitted before is a no-op."""
+
+    def submit_many(
+        self, jobs: Sequence[Submission]
+    ) -> dict[uuid.UUID, DispatchError | None]:
+        """Submit several jobs (concurrently where the dispatcher can); per job, the error."""
 
     def status(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:
         """The state of each job."""
@@ -52,8 +61,32 @@ class Dispatcher(Protocol):
 
 
 class DispatchError(Exception):
-    """A job could not be submitted. ``permanent``: retrying will not help."""
+    """A job could not be submitted. ``permanent``: retrying will not help;
+    ``misconfigured``: the script path, token or workspace is wrong (opens the circuit)."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False,
+                 misconfigured: bool = False) -> None:
         super().__init__(message)
-        self.permanent = permanent
+        self.permanent = permanent or misconfigured
+        self.misconfigured = misconfigured
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    job_id: uuid.UUID
+    script: str
+    args: dict[str, Any]
+    timeout: float
+
+
+def submit_each(dispatcher: Dispatcher,
+                jobs: Sequence[Submission]) -> dict[uuid.UUID, DispatchError | None]:
+    """``submit_many`` for dispatchers that submit one job at a time."""
+    out: dict[uuid.UUID, DispatchError | None] = {}
+    for job in jobs:
+        try:
+            dispatcher.submit(job.job_id, job.script, job.args, job.timeout)
+            out[job.job_id] = None
+        except DispatchError as exc:
+            out[job.job_id] = exc
+    return out

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from planfleet.dispatch import DispatchError, JobState, JobStatus
+from planfleet.dispatch import DispatchError, JobState, JobStatus, Submission, submit_each
 from planfleet.processes import alive
 
 #: Seconds a submitted job may lack a pid before it counts as never started.
@@ -144,6 +144,9 @@ class LocalDispatcher:
             return self._one(job_id)
         return JobStatus(JobState.FAILURE, error="the script process died without a result",
                          link=link)
+
+    def submit_many(self, jobs: Sequence[Submission]) -> dict[uuid.UUID, DispatchError | None]:
+        return submit_each(self, jobs)
 
     def status(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:
         return {j: self._one(j) for j in job_ids}

@@ -19,7 +19,7 @@ log = structlog.get_logger(__name__)
 def available() -> list[tuple[str, str]]:
     """``(version, sql)`` of every migration shipped, in order."""
     folder = resources.files("planfleet.schema").joinpath("migrations")
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text("utf-8")) for f in files]
 
 

@@ -288,3 +288,62 @@ UPDATE pending_inputs SET status = 'queued', claimed_by = NULL
 WHERE id = %(id)s AND status = 'planning'
   AND updated_at < now() - make_interval(secs => %(planning)s)
 RETURNING id;
+
+-- name: get_circuits
+-- The circuits of the given scripts (scripts never failed have none), with the seconds since
+-- each changed state.
+SELECT script, state, failures, opened_at, last_error,
+       EXTRACT(epoch FROM now() - coalesce(opened_at, updated_at))::float8 AS open_for,
+       EXTRACT(epoch FROM now() - updated_at)::float8 AS idle_for
+FROM circuits WHERE script = ANY (%(scripts)s);
+
+-- name: list_circuits
+-- Every circuit that is not closed, or has failures.
+SELECT script, state, failures, opened_at, last_error,
+       EXTRACT(epoch FROM now() - coalesce(opened_at, updated_at))::float8 AS open_for,
+       EXTRACT(epoch FROM now() - updated_at)::float8 AS idle_for
+FROM circuits ORDER BY script;
+
+-- name: circuit_failure
+-- One more consecutive failure; opens the circuit at the threshold (or at once when forced, or
+-- when a half-open trial failed). just_opened: this statement opened it.
+INSERT INTO circuits AS c (script, state, failures, opened_at, last_error)
+VALUES (%(script)s,
+        CASE WHEN %(force)s OR 1 >= %(threshold)s THEN 'open' ELSE 'closed' END, 1,
+        CASE WHEN %(force)s OR 1 >= %(threshold)s THEN now() END, %(error)s)
+ON CONFLICT (script) DO UPDATE SET
+    failures = c.failures + 1,
+    state = CASE WHEN %(force)s OR c.state <> 'closed' OR c.failures + 1 >= %(threshold)s
+                 THEN 'open' ELSE 'closed' END,
+    opened_at = CASE WHEN c.state = 'open' THEN c.opened_at
+                     WHEN %(force)s OR c.state = 'half_open' OR c.failures + 1 >= %(threshold)s
+                     THEN now() ELSE c.opened_at END,
+    last_error = excluded.last_error,
+    updated_at = now()
+RETURNING state, failures, opened_at = now() AS just_opened;
+
+-- name: circuit_success
+-- A success closes the circuit and clears its failures; returns the state it left.
+UPDATE circuits AS c SET state = 'closed', failures = 0, opened_at = NULL, updated_at = now()
+FROM (SELECT script, state FROM circuits WHERE script = %(script)s FOR UPDATE) AS old
+WHERE c.script = old.script AND (c.state <> 'closed' OR c.failures > 0)
+RETURNING old.state AS was;
+
+-- name: circuit_trial
+-- open for the cool-down (or half-open with a trial that went silent as long) -> half_open:
+-- the caller may send one trial step.
+UPDATE circuits SET state = 'half_open', updated_at = now()
+WHERE script = %(script)s
+  AND ((state = 'open' AND opened_at <= now() - make_interval(secs => %(cooldown)s))
+       OR (state = 'half_open' AND updated_at <= now() - make_interval(secs => %(cooldown)s)))
+RETURNING script;
+
+-- name: set_flow_job
+-- The job id of a plan's flow run, chosen before the run is requested (once).
+UPDATE plans SET flow_job_id = %(job_id)s
+WHERE id = %(id)s AND status = 'building' AND worker = %(worker)s AND flow_job_id IS NULL
+RETURNING flow_job_id;
+
+-- name: get_flow_job
+-- The job id of a plan's flow run, if it has one.
+SELECT flow_job_id FROM plans WHERE id = %(id)s;

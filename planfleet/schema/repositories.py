@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -104,7 +105,8 @@ class SettingsRepository:
             cur.execute(queries.get("update_settings"), params)
             row = cur.fetchone()
             assert row is not None
-            changed = {k: v for k, v in params.items() if v is not None and k != "set_watch_dir"}
+            changed: dict[str, Any] = {
+                k: v for k, v in params.items() if v is not None and k != "set_watch_dir"}
             if set_watch_dir:
                 changed["watch_dir"] = watch_dir
             _event(cur, "settings_changed", f"settings changed: {changed}", data=changed)
@@ -184,7 +186,7 @@ class InputRepository(_Guarded):
             row = cur.fetchone()
         return None if row is None else models.PendingInput.from_row(row)
 
-    def fail(self, input_id: int, error: str, problems: list[dict[str, Any]]) -> None:
+    def fail(self, input_id: int, error: str, problems: builtins.list[dict[str, Any]]) -> None:
         """planning -> failed with the planner's messages."""
         with self._db.transaction() as cur:
             cur.execute(queries.get("finish_input"),
@@ -194,7 +196,7 @@ class InputRepository(_Guarded):
             _event(cur, "plan_failed", error[:500], input_id=input_id,
                    data={"problems": problems[:200]})
 
-    def stale(self, *, queued: float, planning: float) -> list[tuple[int, str]]:
+    def stale(self, *, queued: float, planning: float) -> builtins.list[tuple[int, str]]:
         rows = self._db.fetch_all("stale_inputs", {"queued": queued, "planning": planning})
         return [(r["id"], r["status"]) for r in rows]
 
@@ -316,12 +318,22 @@ class PlanRepository(_Guarded):
         current = self.get(plan_id)
         raise exceptions.InvalidTransition(f"plan {plan_id} is {current.status}, not failed")
 
-    def stale(self, *, stale: float, queued: float) -> list[tuple[int, str]]:
+    def stale(self, *, stale: float, queued: float) -> builtins.list[tuple[int, str]]:
         rows = self._db.fetch_all("stale_plans", {"stale": stale, "queued": queued})
         return [(r["id"], r["status"]) for r in rows]
 
     def touch(self, plan_id: int) -> bool:
         return self._db.matched("touch_plan", {"id": plan_id})
+
+    def set_flow_job(self, plan_id: int, worker: str, job_id: Any) -> bool:
+        """Record the job id of the plan's flow run (before it is requested); False when the
+        plan has one already or is not this worker's."""
+        return self._db.matched("set_flow_job", {"id": plan_id, "worker": worker,
+                                                 "job_id": job_id})
+
+    def flow_job(self, plan_id: int) -> Any:
+        rows = self._db.fetch_all("get_flow_job", {"id": plan_id})
+        return rows[0]["flow_job_id"] if rows else None
 
 
 class StepRepository:
@@ -375,6 +387,51 @@ class StepRepository:
     def cancel_pending(self, plan_id: int, reason: str) -> None:
         with self._db.session() as cur:
             cur.execute(queries.get("cancel_pending_steps"), {"plan_id": plan_id, "reason": reason})
+
+
+class CircuitRepository:
+    """Circuit breakers per script (shared by every build worker)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, scripts: list[str]) -> dict[str, models.Circuit]:
+        rows = self._db.fetch_all("get_circuits", {"scripts": scripts})
+        return {r["script"]: models.Circuit.from_row(r) for r in rows}
+
+    def all(self) -> list[models.Circuit]:
+        return [models.Circuit.from_row(r) for r in self._db.fetch_all("list_circuits", {})]
+
+    def failure(self, script: str, error: str, *, threshold: int,
+                force: bool = False) -> tuple[str, int, bool]:
+        """Count a failure; (state, consecutive failures, whether this one opened it)."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("circuit_failure"), {
+                "script": script, "error": error[:1000], "threshold": threshold,
+                "force": force})
+            row = cur.fetchone()
+            assert row is not None
+            if row["just_opened"]:
+                _event(cur, "circuit_opened",
+                       f"circuit of {script} opened after {row['failures']} failures: "
+                       f"{error[:300]}", data={"script": script, "failures": row["failures"]})
+            return row["state"], row["failures"], bool(row["just_opened"])
+
+    def success(self, script: str) -> str | None:
+        """Close the circuit; the state it was in when that changed anything, else None."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("circuit_success"), {"script": script})
+            row = cur.fetchone()
+            if row is None:
+                return None
+            if row["was"] != "closed":
+                _event(cur, "circuit_closed", f"circuit of {script} closed after a success",
+                       data={"script": script})
+            return str(row["was"])
+
+    def trial(self, script: str, cooldown: float) -> bool:
+        """open (for ``cooldown`` s) -> half_open: True when the caller may send one trial."""
+        return self._db.matched("circuit_trial", {"script": script, "cooldown": cooldown})
 
 
 class EventRepository:
@@ -435,6 +492,7 @@ class Store:
         self.plans = PlanRepository(db)
         self.steps = StepRepository(db)
         self.events = EventRepository(db)
+        self.circuits = CircuitRepository(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

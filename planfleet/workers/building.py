@@ -20,9 +20,10 @@ import structlog
 
 from planfleet import models
 from planfleet.config import Config
-from planfleet.dispatch import Dispatcher, DispatchError, JobState
+from planfleet.dispatch import Dispatcher, JobState, Submission
 from planfleet.schema.repositories import Store
 from planfleet.workers import retry
+from planfleet.workers.circuits import Breakers
 
 log = structlog.get_logger(__name__)
 S = models.StepStatus
@@ -59,6 +60,9 @@ class Build:
             for d in task["depends_on"]:
                 self.children[d].append(t)
         self.log = log.bind(plan_id=self.plan_id, worker=worker)
+        self.breakers = Breakers(store, {task["script"] for task in self.tasks.values()},
+                                 threshold=config.circuit_threshold,
+                                 cooldown=config.circuit_cooldown)
         #: a submission failed for good since the steps were last read
         self._failed_submit = False
 
@@ -104,8 +108,9 @@ class Build:
         for job_id, status in self.dispatcher.status(list(active)).items():
             step = active[job_id]
             if status.state is JobState.UNKNOWN:
-                # written down but never submitted (the worker died in between): submit now
-                self._submit(step, job_id)
+                # written down but never submitted (the worker died in between), or lost by
+                # the runner: submit now, under the same id (so at most one job)
+                self._submit([(step, job_id)])
             elif (status.state is JobState.RUNNING and step.status is S.DISPATCHED
                   and step.started_at is not None
                   and (now - step.started_at).total_seconds() >= RUNNING_AFTER):
@@ -118,11 +123,12 @@ class Build:
                     steps[step.task_id] = dataclasses.replace(step, status=S.COMPLETED)
                 else:
                     reload = True
+                self.breakers.succeeded(step.script)
                 self.log.info("step_completed", action="build", task_id=step.task_id,
                               step_id=step.id, attempt=step.attempt)
                 progress = True
             elif status.state is JobState.FAILURE:
-                self._failed(step, status.error or "failed", status.link)
+                self._failed(step, status.error or "failed", status.link, status.result)
                 reload = True
             elif (step.started_at is not None and (now - step.started_at).total_seconds()
                   > self._timeout(step.task_id) + TIMEOUT_GRACE):
@@ -134,14 +140,17 @@ class Build:
     def _timeout(self, task_id: str) -> float:
         return float(self.tasks[task_id].get("timeout") or self.config.step_timeout)
 
-    def _failed(self, step: models.Step, error: str, link: str | None) -> None:
+    def _failed(self, step: models.Step, error: str, link: str | None,
+                result: Any = None) -> None:
+        self.breakers.failed(step.script, error)
         decision = retry.decide(
             step.tries,
             max_attempts=self.tasks[step.task_id].get("max_attempts")
             or self.config.step_max_attempts,
             base=self.config.step_retry_base, cap=self.config.step_retry_cap,
         )
-        self.store.steps.finish(step.id, S.FAILED, error=error, result={"link": link},
+        self.store.steps.finish(step.id, S.FAILED, error=error,
+                                result={"value": result, "link": link},
                                 retry_in=decision.delay if decision.retry else None)
         self.log.warning("step_failed", action="build", task_id=step.task_id, step_id=step.id,
                          attempt=step.attempt, error=error[:300], retry=decision.retry,
@@ -186,7 +195,7 @@ class Build:
             if s.solver:
                 busy[s.solver] = busy.get(s.solver, 0) + 1
         now = dt.datetime.now(dt.UTC)
-        started = 0
+        started: list[tuple[models.Step, uuid.UUID]] = []
         for t in self.order:  # the plan's priority order: the same policy as its schedule
             if free <= 0:
                 break
@@ -198,45 +207,52 @@ class Build:
             if not self.tasks[t]["parallel"]:
                 if running or started:
                     break  # it runs alone: hold the rest back until it can
-                if self._start(steps, step):
-                    started += 1
+                if self.breakers.allows(step.script) and (job := self._claim(steps, step)):
+                    started.append((step, job))
                 break
             solver = step.solver
             if solver in self.caps and busy.get(solver, 0) >= self.caps[solver]:
                 continue
-            if self._start(steps, step):
-                started += 1
+            if not self.breakers.allows(step.script):
+                continue  # its script's circuit is open: the step waits
+            if job := self._claim(steps, step):
+                started.append((step, job))
                 free -= 1
                 if solver:
                     busy[solver] = busy.get(solver, 0) + 1
-        return started
+        self._submit(started)
+        return len(started)
 
-    def _start(self, steps: dict[str, models.Step], step: models.Step) -> bool:
+    def _claim(self, steps: dict[str, models.Step], step: models.Step) -> uuid.UUID | None:
+        """pending -> dispatched under a new job id, written down before any request."""
         job_id = uuid.uuid4()
         if not self.store.steps.dispatch(step.id, job_id):
-            return False  # someone else moved it
+            return None  # someone else moved it
         steps[step.task_id] = dataclasses.replace(
             step, status=S.DISPATCHED, windmill_job_id=job_id,
             started_at=dt.datetime.now(dt.UTC))
-        self._submit(step, job_id)
-        return True
+        return job_id
 
-    def _submit(self, step: models.Step, job_id: uuid.UUID) -> None:
-        try:
-            self.dispatcher.submit(job_id, step.script, dict(step.args),
-                                   self._timeout(step.task_id))
-        except DispatchError as exc:
-            if exc.permanent:
+    def _submit(self, jobs: list[tuple[models.Step, uuid.UUID]]) -> None:
+        if not jobs:
+            return
+        errors = self.dispatcher.submit_many([
+            Submission(job_id, step.script, dict(step.args), self._timeout(step.task_id))
+            for step, job_id in jobs])
+        for step, job_id in jobs:
+            exc = errors.get(job_id)
+            if exc is None:
+                self.log.debug("step_dispatched", action="build", task_id=step.task_id,
+                               step_id=step.id, attempt=step.attempt, job_id=str(job_id))
+            elif exc.permanent:
+                self.breakers.failed(step.script, str(exc), misconfigured=exc.misconfigured)
                 self.store.steps.finish(step.id, S.FAILED, error=str(exc))
                 self._failed_submit = True
                 self.log.error("step_dispatch_failed", action="build", task_id=step.task_id,
                                error=str(exc))
-            else:  # stays dispatched; the next turn submits the same id again
+            else:  # stays dispatched; submitted again (same id) once the dispatcher says so
                 self.log.warning("step_submit_retry", action="build", task_id=step.task_id,
                                  error=str(exc))
-            return
-        self.log.debug("step_dispatched", action="build", task_id=step.task_id, step_id=step.id,
-                      attempt=step.attempt, job_id=str(job_id))
 
     # -- endings ---------------------------------------------------------------------------
 

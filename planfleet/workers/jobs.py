@@ -16,6 +16,10 @@ import structlog
 from planfleet import logs
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher
+from planfleet.dispatch.local import LocalDispatcher
+from planfleet.dispatch.windmill import WindmillDispatcher
+from planfleet.dispatch.windmill_api import WindmillClient
+from planfleet.exceptions import ConfigurationError
 from planfleet.runtime import Runtime, open_runtime
 
 log = structlog.get_logger(__name__)
@@ -28,7 +32,6 @@ def preload() -> None:
     global _prepared
     if _prepared:
         return
-    import planfleet.dispatch.local  # noqa: F401
     import planfleet.planner  # noqa: F401
     import planfleet.workers.building  # noqa: F401
     import planfleet.workers.planning  # noqa: F401
@@ -60,12 +63,23 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def make_dispatcher(config: Config) -> Dispatcher:
-    from planfleet.dispatch.local import LocalDispatcher
+def windmill_client(config: Config) -> WindmillClient:
+    """The worker's Windmill client, from WINDMILL_URL / WINDMILL_TOKEN / WINDMILL_WORKSPACE."""
+    if not config.windmill_url or not config.windmill_token:
+        raise ConfigurationError(
+            "dispatch 'windmill' needs WINDMILL_URL and WINDMILL_TOKEN to be set")
+    return WindmillClient(config.windmill_url, config.windmill_token,
+                          config.windmill_workspace, concurrency=config.windmill_concurrency,
+                          timeout=config.windmill_timeout)
 
-    if config.dispatch == "local":
-        return LocalDispatcher(config.scripts_dir, config.state_dir.resolve() / "runner" / "jobs")
-    raise NotImplementedError(f"dispatch {config.dispatch!r} is not available yet")
+
+def make_dispatcher(config: Config) -> Dispatcher:
+    if config.dispatch == "windmill":
+        return WindmillDispatcher(
+            windmill_client(config), poll=config.windmill_poll,
+            check_after=config.windmill_check_after, retry_base=config.windmill_retry_base,
+            retry_cap=config.windmill_retry_cap, concurrency=config.windmill_concurrency)
+    return LocalDispatcher(config.scripts_dir, config.state_dir.resolve() / "runner" / "jobs")
 
 
 def _job_id() -> str:
@@ -90,7 +104,12 @@ def build_plan(plan_id: int) -> str | None:
     if record is None:
         log.info("build_skipped", action="build", plan_id=plan_id, reason="not queued")
         return None
-    dispatcher = make_dispatcher(rt.config)
+    try:
+        dispatcher = make_dispatcher(rt.config)
+    except ConfigurationError as exc:
+        rt.store.plans.finish(plan_id, worker, built=False, build={}, error=str(exc))
+        log.error("build_misconfigured", action="build", plan_id=plan_id, error=str(exc))
+        return None
     try:
         return str(Build(rt.store, dispatcher, rt.config, record, worker).run())
     finally:

@@ -32,7 +32,8 @@ def test_two_connections_race_for_one_claim_and_exactly_one_wins(
         barrier = threading.Barrier(2)
         stores = [Store.from_url(database_url) for _ in range(2)]
 
-        def claim(s: Store) -> models.PendingInput | None:
+        def claim(s: Store, barrier: threading.Barrier = barrier,
+                  input_id: int = input_id) -> models.PendingInput | None:
             barrier.wait()
             return s.inputs.claim(input_id, f"job-{id(s)}")
 

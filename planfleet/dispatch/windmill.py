@@ -1,0 +1,227 @@
+"""The Windmill dispatcher: steps run as jobs of Windmill scripts, under job ids we chose.
+
+Submitting: ``POST jobs/run/p/{script}?job_id=…`` (the id is in ``steps`` before the request,
+and Windmill refuses a second job with the same id, so a crash or a retry never starts two).
+Several submissions go out concurrently, over one worker's few kept-alive connections.
+
+Tracking many jobs with few requests: every ``poll`` seconds one listing asks which jobs
+completed since the last look (``list_filtered_uuids?completed_after=…``, on Windmill's clock)
+and, while some tracked job has not been seen running, one asks which are running; only a job
+that completed is then fetched (``jobs_u/get``: result, success, duration). A job that shows up
+in neither for ``check_after`` seconds is looked up on its own, at doubling intervals, which
+also finds a job Windmill lost (404: it is reported unknown, and submitted again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import structlog
+
+from planfleet.dispatch import DispatchError, JobState, JobStatus, Submission
+from planfleet.dispatch.windmill_api import WindmillClient, server_time
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Seconds each "completed since" listing reaches back before the previous one (a job's
+#: completion may commit a little after its timestamp).
+OVERLAP = 5.0
+#: Seconds after which Windmill's clock offset is measured again.
+CLOCK_EVERY = 600.0
+
+
+@dataclasses.dataclass
+class _Job:
+    status: JobStatus
+    #: Windmill has the job (our submission succeeded, or it said the id exists)
+    known: bool
+    #: monotonic time of its next lookup on its own
+    check_at: float
+    check_every: float
+    #: a transient submission failure: when to report it unknown (to be submitted again)
+    resubmit_at: float | None = None
+    failures: int = 0
+
+
+_QUEUED = JobStatus(JobState.QUEUED)
+_UNKNOWN = JobStatus(JobState.UNKNOWN)
+
+
+class WindmillDispatcher:
+    def __init__(
+        self, client: WindmillClient, *, poll: float = 0.5, check_after: float = 30.0,
+        retry_base: float = 1.0, retry_cap: float = 60.0, concurrency: int = 8,
+    ) -> None:
+        self.client = client
+        self.poll, self.check_after = poll, check_after
+        self.retry_base, self.retry_cap = retry_base, retry_cap
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="windmill")
+        self._jobs: dict[uuid.UUID, _Job] = {}
+        self._offset: float | None = None
+        self._clock_at = 0.0
+        self._since: str | None = None
+        self._first_sent: float | None = None
+        self._next_poll = 0.0
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        return list(self._pool.map(fn, items))
+
+    def _clock(self) -> float:
+        now = time.monotonic()
+        if self._offset is None or now - self._clock_at > CLOCK_EVERY:
+            self._offset = self.client.clock()
+            self._clock_at = now
+        return self._offset
+
+
+    def _status_of(self, job_id: uuid.UUID, job: dict[str, Any]) -> JobStatus:
+        link = self.client.job_link(job_id)
+        if job.get("type") == "CompletedJob" or "duration_ms" in job:
+            duration = job.get("duration_ms")
+            seconds = duration / 1000.0 if isinstance(duration, int | float) else None
+            result = job.get("result")
+            if job.get("success") and not job.get("canceled"):
+                return JobStatus(JobState.SUCCESS, result=result, duration=seconds, link=link)
+            return JobStatus(JobState.FAILURE, result=result, error=_error_of(job),
+                             duration=seconds, link=link)
+        return JobStatus(JobState.RUNNING if job.get("running") else JobState.QUEUED, link=link)
+
+    # -- Dispatcher --------------------------------------------------------------------------
+
+    def submit(self, job_id: uuid.UUID, script: str, args: dict[str, Any], timeout: float) -> None:
+        error = self.submit_many([Submission(job_id, script, args, timeout)])[job_id]
+        if error is not None:
+            raise error
+
+    def submit_many(self, jobs: Sequence[Submission]) -> dict[uuid.UUID, DispatchError | None]:
+        if not jobs:
+            return {}
+        if self._first_sent is None:
+            self._first_sent = time.time()  # completions are looked for from here on
+
+        def send(job: Submission) -> DispatchError | None:
+            try:
+                self.client.run_script(job.job_id, job.script, job.args)
+            except DispatchError as exc:
+                return exc
+            return None
+
+        out = dict(zip((j.job_id for j in jobs), self._map(send, jobs), strict=True))
+        now = time.monotonic()
+        for job_id, error in out.items():
+            if error is None:
+                self._jobs[job_id] = _Job(_QUEUED, True, now + self.check_after,
+                                          self.check_after)
+            elif error.permanent:
+                self._jobs.pop(job_id, None)
+            else:
+                # kept as queued; reported unknown (so submitted again) after a backoff
+                failures = (self._jobs[job_id].failures if job_id in self._jobs else 0) + 1
+                delay = min(self.retry_cap, self.retry_base * 2 ** (failures - 1))
+                self._jobs[job_id] = _Job(_QUEUED, False, now + delay, delay,
+                                          resubmit_at=now + delay, failures=failures)
+        return out
+
+    def status(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:
+        now = time.monotonic()
+        wanted = set(job_ids)
+        for job_id in [j for j in self._jobs if j not in wanted]:
+            del self._jobs[job_id]  # the caller has what it needed
+        for job_id in wanted - self._jobs.keys():
+            # submitted by an earlier worker (or never): look it up at once
+            self._jobs[job_id] = _Job(_QUEUED, False, now, self.check_after)
+        if now >= self._next_poll:
+            try:
+                self._look(now)
+            except DispatchError as exc:
+                log.warning("windmill_poll_failed", error=str(exc))
+            self._next_poll = time.monotonic() + self.poll
+        out = {}
+        for job_id in job_ids:
+            job = self._jobs[job_id]
+            if job.resubmit_at is not None:
+                out[job_id] = _UNKNOWN if now >= job.resubmit_at else _QUEUED
+            else:
+                out[job_id] = job.status
+        return out
+
+    def _look(self, now: float) -> None:
+        open_jobs = {j: job for j, job in self._jobs.items()
+                     if job.resubmit_at is None and not job.status.done}
+        if not open_jobs:
+            return
+        fetch = {j for j, job in open_jobs.items() if now >= job.check_at}
+        watched = {j: job for j, job in open_jobs.items() if job.known}
+        if watched:
+            offset = self._clock()
+            since = self._since or server_time(
+                offset - OVERLAP - (time.time() - (self._first_sent or time.time())))
+            self._since = server_time(offset - OVERLAP)
+            done = self.client.job_ids(completed_after=since) & {str(j) for j in watched}
+            fetch |= {uuid.UUID(j) for j in done}
+            waiting = [j for j, job in watched.items()
+                       if job.status.state is JobState.QUEUED and j not in fetch]
+            if waiting:
+                running = self.client.job_ids(running="true")
+                for j in waiting:
+                    if str(j) in running:
+                        watched[j].status = JobStatus(JobState.RUNNING,
+                                                      link=self.client.job_link(j))
+        if fetch:
+            self._fetch(sorted(fetch), now)
+
+    def _fetch(self, job_ids: list[uuid.UUID], now: float) -> None:
+        def get(job_id: uuid.UUID) -> dict[str, Any] | None | DispatchError:
+            try:
+                return self.client.get_job(job_id)
+            except DispatchError as exc:
+                return exc
+
+        for job_id, found in zip(job_ids, self._map(get, job_ids), strict=True):
+            job = self._jobs[job_id]
+            if isinstance(found, DispatchError):
+                log.warning("windmill_lookup_failed", job_id=str(job_id), error=str(found))
+                continue
+            if found is None:
+                if job.known:
+                    log.warning("windmill_job_gone", job_id=str(job_id))
+                job.known, job.status = False, _UNKNOWN
+                continue
+            job.known = True
+            job.status = self._status_of(job_id, found)
+            job.check_every = min(job.check_every * 2, self.check_after * 10)
+            job.check_at = now + job.check_every
+
+    def cancel(self, job_id: uuid.UUID, reason: str) -> None:
+        try:
+            self.client.cancel(job_id, reason)
+        except DispatchError as exc:
+            log.warning("windmill_cancel_failed", job_id=str(job_id), error=str(exc))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.client.close()
+
+
+def _error_of(job: dict[str, Any]) -> str:
+    """What went wrong, in the words Windmill recorded."""
+    if job.get("canceled"):
+        by = job.get("canceled_by") or "someone"
+        return f"cancelled by {by}: {job.get('canceled_reason') or 'no reason given'}"
+    result = job.get("result")
+    if isinstance(result, dict) and isinstance(result.get("error"), dict):
+        err = result["error"]
+        name, message = err.get("name"), err.get("message")
+        return f"{name}: {message}" if name else str(message or err)
+    return f"job failed: {str(result)[:500]}"
