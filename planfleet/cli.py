@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from planfleet import exceptions, logs, models
@@ -27,13 +28,16 @@ RET_UNAVAILABLE = 4  # Postgres or Redis did not answer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 settings_app = typer.Typer(help="Show or change the operator settings (the settings row).")
 app.add_typer(settings_app, name="settings")
+pull_app = typer.Typer(no_args_is_help=True,
+                       help="Write a task file from an issue tracker into the watch dir.")
+app.add_typer(pull_app, name="pull")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -393,3 +397,43 @@ def up(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+def _watch_dir() -> Path:
+    """The directory the watcher watches: the settings row's, else the configured one."""
+    from planfleet.schema.repositories import Store
+
+    config = Config()
+    try:
+        store = Store.from_url(config.database_url)
+        try:
+            wanted = store.settings.get().watch_dir
+        finally:
+            store.close()
+    except exceptions.PlanfleetError:
+        wanted = None  # Postgres is not up: the configured directory
+    return Path(wanted or config.watch_dir).expanduser()
+
+
+@pull_app.command("youtrack")
+def pull_youtrack(
+    url: Annotated[str, typer.Option(envvar="YOUTRACK_URL", help="YouTrack base URL.")],
+    token: Annotated[str, typer.Option(envvar="YOUTRACK_TOKEN", help="Permanent token.")],
+    project: Annotated[str, typer.Option(help="Project short name (e.g. SAM).")],
+    query: Annotated[str | None, typer.Option(help="Extra YouTrack search terms.")] = None,
+    to: Annotated[Path | None, typer.Option(help="Folder (default: the watch dir).")] = None,
+) -> None:
+    """Fetch a project's open issues (priority, estimate, dependency links) into a task file."""
+    from planfleet import youtrack
+
+    try:
+        issues = youtrack.fetch_issues(url, token, project, query)
+    except youtrack.YouTrackError as exc:
+        raise _fail(str(exc), RET_UNAVAILABLE if exc.unavailable else RET_INVALID) from exc
+    if not issues:
+        err.print(f"no open issues in {project} match {youtrack.query_for(project, query)!r}; "
+                  "nothing written", markup=False, soft_wrap=True)
+        return
+    path = youtrack.write_task_file(issues, to or _watch_dir(), project)
+    out.print(f"{len(issues)} issues of {project} written to {path}", markup=False,
+              soft_wrap=True)

@@ -1,0 +1,113 @@
+"""Pulling a YouTrack project's open issues into a task file the watcher picks up.
+
+``GET {url}/api/issues?query=project: {project} #Unresolved&fields=…`` page by page (``$top`` /
+``$skip``), with Priority, Estimation and the dependency links the planner's YouTrack format
+reads (see :mod:`planfleet.planner.formats`). The file is written beside its final name under a
+hidden temporary name, flushed to disk, then renamed into place: the watcher never sees half
+of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from planfleet.exceptions import PlanfleetError
+
+#: The issue fields the planner reads (YouTrack's ``fields`` syntax).
+FIELDS = (
+    "idReadable,summary,resolved,"
+    "customFields(name,value(name,minutes,presentation)),"
+    "links(direction,linkType(name,sourceToTarget,targetToSource),issues(idReadable,resolved))"
+)
+#: Issues per request.
+PAGE = 100
+#: Issues pulled at most (a guard against a query that matches a whole instance).
+MAX_ISSUES = 20_000
+
+
+class YouTrackError(PlanfleetError):
+    """YouTrack could not be read."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+def query_for(project: str, query: str | None = None) -> str:
+    """The YouTrack search: the project's unresolved issues, narrowed by ``query``."""
+    return f"project: {{{project}}} #Unresolved" + (f" {query}" if query else "")
+
+
+def fetch_issues(url: str, token: str, project: str, query: str | None = None, *,
+                 client: httpx.Client | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The project's open issues, every page."""
+    own = client is None
+    http = client or httpx.Client(timeout=timeout)
+    search = query_for(project, query)
+    issues: list[dict[str, Any]] = []
+    try:
+        while len(issues) < MAX_ISSUES:
+            try:
+                resp = http.get(f"{url.rstrip('/')}/api/issues", params={
+                    "query": search, "fields": FIELDS, "$top": str(PAGE),
+                    "$skip": str(len(issues))},
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+            except httpx.HTTPError as exc:
+                raise YouTrackError(f"cannot reach YouTrack at {url}: {exc}",
+                                    unavailable=True) from exc
+            if resp.status_code in (401, 403):
+                raise YouTrackError(f"YouTrack refused the token ({resp.status_code}): "
+                                    f"{_message(resp)}")
+            if resp.status_code >= 500:
+                raise YouTrackError(f"YouTrack answered {resp.status_code}: {_message(resp)}",
+                                    unavailable=True)
+            if resp.status_code != 200:
+                raise YouTrackError(f"YouTrack refused the search {search!r} "
+                                    f"({resp.status_code}): {_message(resp)}")
+            page = resp.json()
+            if not isinstance(page, list):
+                raise YouTrackError(f"YouTrack answered {type(page).__name__}, not a list of "
+                                    f"issues")
+            issues += page
+            if len(page) < PAGE:
+                break
+    finally:
+        if own:
+            http.close()
+    return issues
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("error_description") or body.get("error") or body)[:200]
+    return str(body)[:200]
+
+
+def write_task_file(issues: list[dict[str, Any]], folder: Path, project: str) -> Path:
+    """Write ``issues`` as ``youtrack-<project>-<time>.json`` in ``folder``, atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", project) or "project"
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    final = folder / f"youtrack-{safe}-{stamp}.json"
+    n = 1
+    while final.exists():
+        n += 1
+        final = folder / f"youtrack-{safe}-{stamp}-{n}.json"
+    tmp = folder / f".{final.name}.{os.getpid()}.tmp"  # hidden: the watcher ignores it
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(issues, fh, ensure_ascii=False, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(tmp, final)
+    return final
