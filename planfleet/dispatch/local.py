@@ -74,7 +74,7 @@ class LocalDispatcher:
             return  # submitted before
         os.close(fd)
         spec = {"script": script, "file": str(path), "args": args, "timeout": timeout,
-                "submitted_at": time.time()}
+                "submitted_at": time.time(), "scripts_dir": str(self.scripts_dir.resolve())}
         (folder / "spec.json").write_text(json.dumps(spec, default=str))
         line = f"{folder}\n".encode()
         if _shared is not None and _shared.stdin is not None:

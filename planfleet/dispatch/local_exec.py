@@ -42,6 +42,12 @@ def run(folder: Path) -> dict[str, Any]:
         raise StepTimeout(f"timed out after {timeout:g} s")
 
     started = time.time()
+    if importlib.util.find_spec("wmill") is None and spec.get("scripts_dir"):
+        # scripts that start other scripts get them started here, as local jobs
+        from planfleet.dispatch import local_wmill
+
+        local_wmill.configure(Path(spec["scripts_dir"]), folder.parent)
+        sys.modules["wmill"] = local_wmill
     try:
         module_spec = importlib.util.spec_from_file_location("windmill_script", spec["file"])
         assert module_spec is not None and module_spec.loader is not None

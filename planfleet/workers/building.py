@@ -69,13 +69,7 @@ class Build:
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> models.PlanStatus:
-        self.store.steps.create(self.plan_id, [
-            {"task_id": t, "script": task["script"], "solver": (task["solver"] or [None])[0],
-             "args": {**task["args"], "task_id": t, "title": task["title"],
-                      "plan_id": self.plan_id, "solver": (task["solver"] or [""])[0]}}
-            for t, task in self.tasks.items()
-        ])
-        self.log.info("build_started", action="build", tasks=len(self.tasks))
+        self._create_steps()
         steps = self._reload()  # a resumed build may find failures not yet followed up
         beat = 0.0
         while True:
@@ -96,6 +90,16 @@ class Build:
             # heartbeat): steps we start are updated in memory, not read again
             if not self._dispatch(steps) and not progress:
                 time.sleep(self.config.build_poll)
+
+    def _create_steps(self) -> None:
+        """The first attempt of every task (nothing for tasks a previous worker started)."""
+        self.store.steps.create(self.plan_id, [
+            {"task_id": t, "script": task["script"], "solver": (task["solver"] or [None])[0],
+             "args": {**task["args"], "task_id": t, "title": task["title"],
+                      "plan_id": self.plan_id, "solver": (task["solver"] or [""])[0]}}
+            for t, task in self.tasks.items()
+        ])
+        self.log.info("build_started", action="build", tasks=len(self.tasks))
 
     def _collect(self, steps: dict[str, models.Step]) -> tuple[bool, bool]:
         """Record what the running steps' jobs did. Returns (progress, reload): successes are

@@ -13,7 +13,7 @@ import socket
 import rq
 import structlog
 
-from planfleet import logs
+from planfleet import logs, models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher
 from planfleet.dispatch.local import LocalDispatcher
@@ -105,6 +105,8 @@ def build_plan(plan_id: int) -> str | None:
         log.info("build_skipped", action="build", plan_id=plan_id, reason="not queued")
         return None
     try:
+        if rt.config.build_mode == "flow":
+            return _build_flow(rt, record, worker)
         dispatcher = make_dispatcher(rt.config)
     except ConfigurationError as exc:
         rt.store.plans.finish(plan_id, worker, built=False, build={}, error=str(exc))
@@ -114,3 +116,15 @@ def build_plan(plan_id: int) -> str | None:
         return str(Build(rt.store, dispatcher, rt.config, record, worker).run())
     finally:
         dispatcher.close()
+
+
+def _build_flow(rt: Runtime, record: models.PlanRecord, worker: str) -> str:
+    from planfleet.workers.flow_building import FlowBuild
+
+    if rt.config.dispatch != "windmill":
+        raise ConfigurationError("build mode 'flow' needs PLANFLEET_DISPATCH=windmill")
+    client = windmill_client(rt.config)
+    try:
+        return str(FlowBuild(rt.store, client, rt.config, record, worker).run())
+    finally:
+        client.close()

@@ -164,3 +164,55 @@ def test_a_misconfigured_worker_fails_the_plan_with_the_reason(fleet: Fleet) -> 
     p = finished(fleet, plan_of(fleet, input_id).id)
     assert p.status is models.PlanStatus.FAILED
     assert p.error == "dispatch 'windmill' needs WINDMILL_URL and WINDMILL_TOKEN to be set"
+
+
+def test_flow_mode_runs_the_plan_as_one_windmill_flow(
+        fleet: Fleet, windmill: FakeWindmill) -> None:
+    use_windmill(fleet, windmill, PLANFLEET_BUILD_MODE="flow")
+    fleet.workers()
+    input_id = fleet.submit(fleet.task_file(diamond(0.1, B={"fail_times": 1}), max_parallel=3))
+    p = finished(fleet, plan_of(fleet, input_id).id)
+    assert p.status is models.PlanStatus.BUILT, (p.error, fleet.logs())
+    path = f"f/planfleet/plan_{p.id}"
+    flow = windmill.flows[path]
+    assert [m["value"]["type"] for m in flow["value"]["modules"]] == ["branchall"] * len(
+        p.plan["batches"])
+    # one flow job, under the id the plan recorded before asking for it
+    flow_job = fleet.store.plans.flow_job(p.id)
+    runs = [j for j in windmill.jobs.values() if j.kind == "flow" and j.parent is None]
+    assert [j.id for j in runs] == [str(flow_job)] and runs[0].path == path
+    steps = fleet.store.steps.latest(p.id)
+    for task, step in steps.items():
+        assert step.status is models.StepStatus.COMPLETED
+        sub = windmill.jobs[str(step.windmill_job_id)]
+        assert sub.parent == str(flow_job)  # the step is its branch of the flow
+        assert step.result["value"]["task_id"] == task
+    assert windmill.runs_of("B") == 2  # Windmill's module retry, not ours
+    assert windmill.runs_of("A") == 1
+
+
+def test_flow_mode_failure_marks_the_step_and_skips_later_waves(
+        fleet: Fleet, windmill: FakeWindmill) -> None:
+    use_windmill(fleet, windmill, PLANFLEET_BUILD_MODE="flow", PLANFLEET_STEP_MAX_ATTEMPTS="1")
+    fleet.workers()
+    input_id = fleet.submit(fleet.task_file(diamond(0.05, A={"fail": True}), max_parallel=3))
+    p = finished(fleet, plan_of(fleet, input_id).id)
+    assert p.status is models.PlanStatus.FAILED
+    steps = fleet.store.steps.latest(p.id)
+    assert steps["A"].status is models.StepStatus.FAILED
+    assert steps["A"].error == "Exception: A failed (run 1)"
+    assert steps["E"].status is models.StepStatus.SKIPPED
+
+
+def test_flow_mode_cancel_cancels_the_flow_job(fleet: Fleet, windmill: FakeWindmill) -> None:
+    use_windmill(fleet, windmill, PLANFLEET_BUILD_MODE="flow")
+    fleet.workers()
+    input_id = fleet.submit(fleet.task_file(diamond(3.0)))
+    p = plan_of(fleet, input_id)
+    wait_for(lambda: fleet.store.plans.flow_job(p.id) is not None
+             and str(fleet.store.plans.flow_job(p.id)) in windmill.jobs, timeout=30)
+    assert fleet.cli("cancel", str(p.id)).returncode == 0
+    p = finished(fleet, p.id)
+    assert p.status is models.PlanStatus.CANCELLED
+    wait_for(lambda: windmill.jobs[str(fleet.store.plans.flow_job(p.id))].canceled, timeout=20)
+    wait_for(lambda: all(s.terminal for s in fleet.store.steps.latest(p.id).values()), 20)

@@ -1,8 +1,9 @@
 """Hands a planfleet task to the solver agent named in its args and returns what it did.
 
-This demo version records the hand-off and returns it. It is idempotent: Windmill (and the
-local runner after a crash) may run the same job twice, so running it again for the same
-task gives the same result and does no new harm.
+This demo version records the hand-off and returns it. It is idempotent: Windmill (after a
+zombie restart) and the local runner (after a crash) may run the same job twice, so running it
+again for the same task gives the same result and does no new harm. A real solver must keep
+that property, for example by keying its side effects on (plan_id, task_id).
 """
 
 import time
