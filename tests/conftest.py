@@ -102,8 +102,9 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, interval: float 
 
 # -- Windmill ---------------------------------------------------------------------------------
 
-WINDMILL_SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / (
-    "windmill-openapi.yaml")
+WINDMILL_SPEC = Path(os.environ.get(
+    "WINDMILL_OPENAPI",
+    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "windmill-openapi.yaml"))
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import queue
 import re
+import socket
 import threading
 import time
 import uuid
@@ -436,6 +437,8 @@ _ROUTES: list[tuple[str, str, Callable[..., tuple[int, str, bytes]]]] = [
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # buffered: status line, headers and body leave in one write, as from Windmill's server
+    wbufsize = 1 << 16
     fake: FakeWindmill
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -458,7 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.fake._drops -= 1
         if drop:
             self.close_connection = True
-            self.connection.close()
+            self.connection.shutdown(socket.SHUT_RDWR)
             return
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -467,3 +470,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST = _serve
+
+
+def main() -> None:
+    """Serve a fake Windmill in this process (benchmarks run it beside the client): prints its
+    URL, serves until stdin closes, then prints the executions count."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--script", action="append", default=[])
+    ap.add_argument("--workers", type=int, default=8)
+    args = ap.parse_args()
+    fake = FakeWindmill(scripts=set(args.script) or None, workers=args.workers)
+    print(json.dumps({"url": fake.url, "token": fake.token, "workspace": fake.workspace}),
+          flush=True)
+    sys.stdin.read()
+    print(json.dumps({"executions": len(fake.executions), "jobs": len(fake.jobs)}), flush=True)
+    fake.close()
+
+
+if __name__ == "__main__":
+    main()
