@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planfleet import exceptions, logs, models
+from planfleet import actions, exceptions, logs, models
 from planfleet.config import Config
 
 #: Exit codes.
@@ -206,11 +206,8 @@ def enqueue_plan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -
     """Queue pending inputs for planning (refused, with the reason, when not pending)."""
     rt = _runtime()
 
-    def act(input_id: int) -> None:
-        rt.store.inputs.queue(input_id)
-        rt.queues.enqueue_plans([input_id])
-
-    _transition(ids, act, "input {id} queued for planning")
+    _transition(ids, lambda input_id: actions.enqueue_plan(rt, input_id),
+                "input {id} queued for planning")
 
 
 @app.command("enqueue-build")
@@ -218,11 +215,8 @@ def enqueue_build(ids: Annotated[list[int], typer.Argument(help="Plan ids.")]) -
     """Queue ready plans for building (refused, with the reason, when not ready_for_build)."""
     rt = _runtime()
 
-    def act(plan_id: int) -> None:
-        rt.store.plans.queue(plan_id)
-        rt.queues.enqueue_builds([plan_id])
-
-    _transition(ids, act, "plan {id} queued for building")
+    _transition(ids, lambda plan_id: actions.enqueue_build(rt, plan_id),
+                "plan {id} queued for building")
 
 
 @app.command()
@@ -230,11 +224,8 @@ def replan(ids: Annotated[list[int], typer.Argument(help="Input ids.")]) -> None
     """Plan inputs again from their stored bytes (planned or failed ones)."""
     rt = _runtime()
 
-    def act(input_id: int) -> None:
-        rt.store.inputs.replan(input_id)
-        rt.queues.enqueue_plans([input_id])
-
-    _transition(ids, act, "input {id} queued for planning again")
+    _transition(ids, lambda input_id: actions.replan(rt, input_id),
+                "input {id} queued for planning again")
 
 
 @app.command()
@@ -243,8 +234,7 @@ def retry(ids: Annotated[list[int], typer.Argument(help="Plan ids.")]) -> None:
     rt = _runtime()
 
     def act(plan_id: int) -> None:
-        n = rt.store.plans.retry(plan_id)
-        rt.queues.enqueue_builds([plan_id])
+        n = actions.retry(rt, plan_id)
         out.print(f"plan {plan_id}: {n} steps will run again")
 
     _transition(ids, act, "plan {id} queued for building")
@@ -257,7 +247,7 @@ def cancel(
 ) -> None:
     """Stop plans: nothing new starts, running steps are cancelled."""
     rt = _runtime()
-    _transition(ids, lambda plan_id: rt.store.plans.cancel(plan_id, reason), "plan {id} cancelled")
+    _transition(ids, lambda plan_id: actions.cancel(rt, plan_id, reason), "plan {id} cancelled")
 
 
 @app.command()
@@ -437,3 +427,28 @@ def pull_youtrack(
     path = youtrack.write_task_file(issues, to or _watch_dir(), project)
     out.print(f"{len(issues)} issues of {project} written to {path}", markup=False,
               soft_wrap=True)
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Address (default PLANFLEET_API_HOST, "
+                                                  "127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PLANFLEET_API_PORT, 8080).")]
+    = None,
+) -> None:
+    """The control plane: REST API, web UI, /metrics, rq-dashboard under /rq."""
+    import uvicorn
+
+    from planfleet.api import create_app
+
+    config = Config()
+    logs.configure(config.log_format)
+    host = host or config.api_host
+    if host not in _LOOPBACK and not config.api_token:
+        raise _fail(f"refusing to listen on {host} without PLANFLEET_API_TOKEN set: anyone "
+                    "who can reach it could change the fleet", RET_INVALID)
+    uvicorn.run(create_app(config=config), host=host, port=port or config.api_port,
+                log_config=None, access_log=False)

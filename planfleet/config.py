@@ -29,7 +29,8 @@ class Config(BaseSettings):
     """What every planfleet process needs to know at start."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PLANFLEET_", toml_file="planfleet.toml", extra="ignore", frozen=True
+        env_prefix="PLANFLEET_", toml_file="planfleet.toml", extra="ignore", frozen=True,
+        populate_by_name=True,
     )
 
     database_url: str = Field(defaults.DATABASE_URL, validation_alias=_env("DATABASE_URL"))
@@ -75,6 +76,9 @@ class Config(BaseSettings):
     requeue_after: float = Field(defaults.REQUEUE_AFTER, gt=0)
     reconcile_interval: float = Field(defaults.RECONCILE_INTERVAL, gt=0)
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
+    #: where ``planfleet api`` listens (another address than loopback needs an API token)
+    api_host: str = defaults.API_HOST
+    api_port: int = Field(defaults.API_PORT, ge=0, le=65535)
 
     @classmethod
     def settings_customise_sources(

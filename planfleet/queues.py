@@ -6,6 +6,7 @@ claims its row in Postgres with a guarded transition before acting.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import redis
@@ -73,3 +74,30 @@ class Queues:
     def enqueue_builds(self, plan_ids: Sequence[int]) -> list[str]:
         """Enqueue ``build_plan(id)`` for each plan; returns the RQ job ids."""
         return self._enqueue(self.build, BUILD_JOB, plan_ids, defaults.BUILD_JOB_TIMEOUT)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueStats:
+    name: str
+    #: jobs waiting
+    depth: int
+    started: int
+    failed: int
+    #: jobs waiting for a retry or a scheduled time
+    scheduled: int
+    workers: int
+    #: workers running a job now
+    busy: int
+
+
+def stats(queue: rq.Queue) -> QueueStats:
+    """What RQ knows about ``queue``: waiting, started, failed and scheduled jobs, workers."""
+    try:
+        workers = rq.Worker.all(queue=queue)
+        return QueueStats(
+            name=queue.name, depth=queue.count,
+            started=queue.started_job_registry.count, failed=queue.failed_job_registry.count,
+            scheduled=queue.scheduled_job_registry.count,
+            workers=len(workers), busy=sum(1 for w in workers if w.get_state() == "busy"))
+    except redis.RedisError as exc:
+        raise exceptions.QueueUnavailable(f"Redis is not reachable: {exc}") from exc

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import structlog
 
-from planfleet import exceptions
+from planfleet import defaults, exceptions
 from planfleet.config import Config
 from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis
 from planfleet.processes import alive, tagged, terminate
@@ -24,6 +26,31 @@ def _procfile() -> Path:
     if here.exists():
         return here
     return Path(__file__).resolve().parent.parent / "Procfile"
+
+
+def _api_token(state: Path) -> str:
+    """The fleet's API token: made once, kept in the state dir (mode 0600)."""
+    path = state / "api-token"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        return token
+
+
+def _free_port(preferred: int) -> int:
+    """``preferred`` when nothing listens there, else a port the kernel picks."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise exceptions.ConfigurationError("no free port for the API")
 
 
 def _claim_pidfile(state: Path) -> Path:
@@ -67,11 +94,17 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
         watch_dir.mkdir(parents=True, exist_ok=True)
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WATCH_DIR=str(watch_dir))
         env[FLEET_TAG] = str(state)
+        token = env.get("PLANFLEET_API_TOKEN") or _api_token(state)
+        port = int(env.get("PLANFLEET_API_PORT") or _free_port(defaults.API_PORT))
+        env.update(PLANFLEET_API_TOKEN=token, PLANFLEET_API_PORT=str(port))
+        ui = f"http://{config.api_host}:{port}/"
         bin_dir = Path(sys.executable).parent
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         sys.stderr.write(
             "\nplanfleet is up\n"
             f"  drop task files into  {watch_dir}\n"
+            f"  web UI                {ui}#token={token}\n"
+            f"  API token             {token}  (Authorization: Bearer …; API docs {ui}docs)\n"
             f"  DATABASE_URL={database_url}\n"
             f"  REDIS_URL={redis_url}\n"
             f"  state and logs in     {state}\n"

@@ -347,3 +347,29 @@ RETURNING flow_job_id;
 -- name: get_flow_job
 -- The job id of a plan's flow run, if it has one.
 SELECT flow_job_id FROM plans WHERE id = %(id)s;
+
+-- name: count_steps_by_status
+-- How many step attempts are in each status.
+SELECT status::text AS status, count(*) AS n FROM steps GROUP BY status;
+
+-- name: step_duration_buckets
+-- Finished step attempts with a duration at most each bound (seconds), for a histogram.
+SELECT b.le, count(d.seconds) AS n
+FROM unnest(%(bounds)s::float8[]) AS b(le)
+LEFT JOIN (SELECT extract(epoch FROM finished_at - started_at)::float8 AS seconds
+           FROM steps WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) AS d
+       ON d.seconds <= b.le
+GROUP BY b.le ORDER BY b.le;
+
+-- name: metrics_totals
+-- Totals for counters: finished step attempts and their seconds, retries (attempts after the
+-- first), task files refused for a dependency cycle (a task depending on itself included).
+SELECT (SELECT count(*) FROM steps
+        WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) AS finished,
+       (SELECT coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8 FROM steps
+        WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) AS seconds,
+       (SELECT count(*) FROM steps WHERE attempt > 1) AS retries,
+       (SELECT count(*) FROM events
+        WHERE kind = 'plan_failed' AND (data -> 'problems' @> '[{"code": "cycle"}]'
+                                        OR data -> 'problems' @> '[{"code": "self_dependency"}]')
+       ) AS cycles;

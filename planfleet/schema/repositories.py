@@ -389,6 +389,25 @@ class StepRepository:
             cur.execute(queries.get("cancel_pending_steps"), {"plan_id": plan_id, "reason": reason})
 
 
+class MetricsRepository:
+    """Aggregates for Prometheus, read from Postgres at scrape time (right however many
+    worker processes there are)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def step_counts(self) -> dict[str, int]:
+        return {r["status"]: r["n"] for r in self._db.fetch_all("count_steps_by_status", {})}
+
+    def step_durations(self, bounds: Sequence[float]) -> list[tuple[float, int]]:
+        rows = self._db.fetch_all("step_duration_buckets", {"bounds": list(bounds)})
+        return [(r["le"], r["n"]) for r in rows]
+
+    def totals(self) -> dict[str, Any]:
+        (row,) = self._db.fetch_all("metrics_totals", {})
+        return dict(row)
+
+
 class CircuitRepository:
     """Circuit breakers per script (shared by every build worker)."""
 
@@ -493,6 +512,7 @@ class Store:
         self.steps = StepRepository(db)
         self.events = EventRepository(db)
         self.circuits = CircuitRepository(db)
+        self.metrics = MetricsRepository(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -1,0 +1,130 @@
+"""The FastAPI application (``planfleet api`` serves it with uvicorn)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from planfleet import exceptions, metrics
+from planfleet.api import routes, ui
+from planfleet.config import Config
+from planfleet.planner import PlanningError
+from planfleet.runtime import Runtime, open_runtime
+
+log = structlog.get_logger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(rt: Runtime | None = None, *, config: Config | None = None,
+               dashboard: bool = True) -> FastAPI:
+    """The app over ``rt`` (opened from ``config`` at start-up when not given)."""
+    config = config or (rt.config if rt else Config())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = app.state.rt is None
+        if own:
+            app.state.rt = open_runtime(config)
+            app.state.registry = metrics.registry(app.state.rt)
+        try:
+            yield
+        finally:
+            if own:
+                app.state.rt.close()
+
+    app = FastAPI(title="planfleet", version="0.1.0", lifespan=lifespan,
+                  description="Task files in, dependency-aware plans out, built by workers.")
+    app.state.rt = rt
+    app.state.token = config.api_token or None
+    app.state.registry = metrics.registry(rt) if rt else None
+    app.include_router(routes.api)
+    app.include_router(routes.mutating, dependencies=[Depends(routes.require_token)])
+    app.include_router(ui.pages)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if dashboard:
+        _mount_rq_dashboard(app, config)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    def readyz(request: Request) -> Response:
+        """Postgres and Redis answer."""
+        state: dict[str, str] = {}
+        rt_: Runtime = request.app.state.rt
+        try:
+            rt_.store.settings.get()
+            state["postgres"] = "ok"
+        except exceptions.PlanfleetError as exc:
+            state["postgres"] = str(exc)
+        try:
+            rt_.queues.connection.ping()
+            state["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            state["redis"] = f"{type(exc).__name__}: {exc}"
+        ok = all(v == "ok" for v in state.values())
+        return JSONResponse(state, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics_endpoint(request: Request) -> Response:
+        """Prometheus metrics (text format)."""
+        body = metrics.exposition(request.app.state.registry)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def error(status: int, detail: str, **extra: Any) -> JSONResponse:
+        return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+    @app.exception_handler(exceptions.NotFound)
+    async def not_found(request: Request, exc: exceptions.NotFound) -> JSONResponse:
+        return error(404, str(exc))
+
+    @app.exception_handler(exceptions.InvalidTransition)
+    async def conflict(request: Request, exc: exceptions.InvalidTransition) -> JSONResponse:
+        return error(409, str(exc))
+
+    @app.exception_handler(PlanningError)
+    async def invalid(request: Request, exc: PlanningError) -> JSONResponse:
+        return error(422, str(exc), problems=[p.to_dict() for p in exc.problems])
+
+    @app.exception_handler(exceptions.DatabaseUnavailable)
+    async def db_down(request: Request, exc: exceptions.DatabaseUnavailable) -> JSONResponse:
+        return error(503, str(exc))
+
+    @app.exception_handler(exceptions.QueueUnavailable)
+    async def redis_down(request: Request, exc: exceptions.QueueUnavailable) -> JSONResponse:
+        return error(503, str(exc))
+
+    @app.exception_handler(psycopg.DataError)
+    async def bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # a value Postgres cannot take (a NUL character, a number out of range): the client's
+        return error(422, f"invalid value: {str(exc).splitlines()[0]}")
+
+    return app
+
+
+def _mount_rq_dashboard(app: FastAPI, config: Config) -> None:
+    """rq-dashboard (Flask) under /rq, reading the fleet's Redis with the JSON serializer."""
+    try:
+        from a2wsgi import WSGIMiddleware
+        from rq.serializers import JSONSerializer
+        from rq_dashboard import web
+        from rq_dashboard.cli import make_flask_app
+    except ImportError as exc:
+        log.info("rq_dashboard_unavailable", error=str(exc))
+        return
+    flask_app = make_flask_app(config=None, username=None, password=None, url_prefix="")
+    flask_app.config.update(RQ_DASHBOARD_REDIS_URL=config.redis_url,
+                            RQ_DASHBOARD_POLL_INTERVAL=2500)
+    web.config.serializer = JSONSerializer  # the dashboard's own module-level setting
+    web.setup_rq_connection(flask_app)
+    app.mount("/rq", WSGIMiddleware(flask_app))  # type: ignore[arg-type]

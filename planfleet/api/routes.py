@@ -1,0 +1,244 @@
+"""The REST API under ``/api``. Reads are open; mutations need the API token (when one is set).
+
+Wrong state -> 409 with the reason; unknown id -> 404; bad body or parameters -> 422;
+Postgres or Redis down -> 503.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from planfleet import actions, models, queues
+from planfleet.api import schemas as s
+from planfleet.planner import plan_bytes
+from planfleet.runtime import Runtime
+
+#: Largest task file the API takes (as the watcher's default limit).
+MAX_BODY = 16 * 1024 * 1024
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+def require_token(request: Request,
+                  authorization: Annotated[str | None, Header()] = None) -> None:
+    """Mutations carry ``Authorization: Bearer $PLANFLEET_API_TOKEN`` when a token is set."""
+    token: str | None = request.app.state.token
+    if token is None:
+        return
+    if not authorization:
+        raise HTTPException(401, "this action needs Authorization: Bearer <PLANFLEET_API_TOKEN>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip().encode(),
+                                                                 token.encode()):
+        raise HTTPException(403, "wrong API token")
+
+
+Rt = Annotated[Runtime, Depends(runtime)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Id = Annotated[int, Query(ge=1, le=2**63 - 1)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": s.Error, "description": "no such record"},
+    409: {"model": s.Error, "description": "the record is not in a state that allows it"},
+}
+AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": s.Error, "description": "no token"},
+    403: {"model": s.Error, "description": "wrong token"},
+}
+
+api = APIRouter(prefix="/api")
+#: mutations: app.include_router adds the token check (see planfleet.api.app)
+mutating = APIRouter(prefix="/api", responses=AUTH)
+
+
+def _id(value: int) -> int:
+    if not 1 <= value <= 2**63 - 1:
+        raise HTTPException(404, f"no record has id {value}")
+    return value
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+@api.get("/pending-inputs", response_model=s.Page[s.InputOut])
+def list_inputs(rt: Rt, status: models.InputStatus | None = None, limit: Limit = 50,
+                offset: Offset = 0) -> Any:
+    """Recorded inputs, newest first."""
+    counts = rt.store.inputs.counts()
+    total = counts.get(status.value, 0) if status else sum(counts.values())
+    items = rt.store.inputs.list(status=status, limit=limit, offset=offset)
+    return {"items": items, "limit": limit, "offset": offset, "total": total}
+
+
+@api.get("/pending-inputs/{input_id}", response_model=s.InputDetail, responses=ERRORS)
+def get_input(rt: Rt, input_id: int) -> Any:
+    """One input: its error and the planner's problems, its plans, its events."""
+    got = rt.store.inputs.get(_id(input_id))
+    events = rt.store.events.list(input_id=got.id, limit=200)
+    problems: list[dict[str, Any]] = next(
+        (e.data.get("problems", []) for e in events if e.kind == "plan_failed"), [])
+    plans = [p for p in rt.store.plans.list(limit=500) if p.pending_input_id == got.id]
+    return {**s.InputOut.model_validate(got).model_dump(), "problems": problems,
+            "plans": plans, "events": events}
+
+
+@api.get("/pending-inputs/{input_id}/content", responses={
+    **ERRORS, 200: {"content": {"application/octet-stream": {}},
+                    "description": "the stored bytes"}})
+def input_content(rt: Rt, input_id: int) -> Response:
+    """The input's stored bytes, as a download."""
+    got = rt.store.inputs.get(_id(input_id), content=True)
+    if got.content is None:
+        raise HTTPException(404, f"input {input_id} has no stored content ({got.error})")
+    name = got.filename.replace('"', "").replace("\r", "").replace("\n", "")
+    return Response(got.content, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@mutating.post("/pending-inputs/{input_id}/enqueue-plan", response_model=s.Done,
+               responses=ERRORS)
+def enqueue_plan(rt: Rt, input_id: int) -> Any:
+    """pending -> queued for planning (the "Generate plan" button)."""
+    actions.enqueue_plan(rt, _id(input_id))
+    return s.Done(id=input_id, status="queued", message=f"input {input_id} queued for planning")
+
+
+@mutating.post("/inputs/{input_id}/replan", response_model=s.Done, responses=ERRORS)
+def replan(rt: Rt, input_id: int) -> Any:
+    """planned | failed -> queued: plan the stored bytes again."""
+    actions.replan(rt, _id(input_id))
+    return s.Done(id=input_id, status="queued",
+                  message=f"input {input_id} queued for planning again")
+
+
+_TASK_FILE = {
+    "requestBody": {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {}},
+        "application/yaml": {"schema": {"type": "string"}},
+    }}}
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, f"the task file is over {MAX_BODY} bytes")
+    return body
+
+
+@mutating.post("/inputs", response_model=s.Uploaded, status_code=201,
+               openapi_extra=_TASK_FILE, responses={413: {"model": s.Error}})
+def upload(rt: Rt, filename: Annotated[str, Query(min_length=1, max_length=255,
+                                                 pattern=r"^[^/\x00]+$")],
+           content: Annotated[bytes, Depends(_body)]) -> Any:
+    """Record a task file as if dropped into the watch dir (planned when auto_plan is on)."""
+    out = actions.upload(rt, filename, content)
+    return s.Uploaded(input_id=out.input_id, filename=out.filename, outcome=out.outcome)
+
+
+@api.post("/plan", openapi_extra=_TASK_FILE, responses={
+    422: {"model": s.Invalid, "description": "the task list cannot be planned"},
+    413: {"model": s.Error}})
+def plan(content: Annotated[bytes, Depends(_body)],
+         filename: Annotated[str, Query(max_length=255)] = "tasks.yaml",
+         max_parallel: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Any:
+    """Plan a posted task list and return the plan; nothing is stored."""
+    return plan_bytes(content, filename, max_parallel=max_parallel).model_dump(mode="json")
+
+
+# -- plans -----------------------------------------------------------------------------------
+
+@api.get("/plans", response_model=s.Page[s.PlanOut])
+def list_plans(rt: Rt, status: models.PlanStatus | None = None, limit: Limit = 50,
+               offset: Offset = 0) -> Any:
+    """Plans, newest first."""
+    counts = rt.store.plans.counts()
+    total = counts.get(status.value, 0) if status else sum(counts.values())
+    items = rt.store.plans.list(status=status, limit=limit, offset=offset)
+    return {"items": items, "limit": limit, "offset": offset, "total": total}
+
+
+@api.get("/plans/{plan_id}", response_model=s.PlanDetail, responses=ERRORS)
+def get_plan(rt: Rt, plan_id: int) -> Any:
+    """A plan with its document, its steps (latest attempts and all attempts) and circuits."""
+    p = rt.store.plans.get(_id(plan_id))
+    every = rt.store.steps.all(p.id)
+    latest = rt.store.steps.latest(p.id)
+    scripts = sorted({t["script"] for t in (p.plan or {}).get("tasks", {}).values()})
+    return {**s.PlanOut.model_validate(p).model_dump(), "plan": p.plan,
+            "steps": [s.StepOut.of(x) for x in latest.values()],
+            "history": [s.StepOut.of(x) for x in every],
+            "circuits": list(rt.store.circuits.get(scripts).values())}
+
+
+@mutating.post("/plans/{plan_id}/enqueue-build", response_model=s.Done, responses=ERRORS)
+def enqueue_build(rt: Rt, plan_id: int) -> Any:
+    """ready_for_build -> queued for building (the "Enqueue build" button)."""
+    actions.enqueue_build(rt, _id(plan_id))
+    return s.Done(id=plan_id, status="queued", message=f"plan {plan_id} queued for building")
+
+
+@mutating.post("/plans/{plan_id}/cancel", response_model=s.Done, responses=ERRORS)
+def cancel(rt: Rt, plan_id: int,
+           body: Annotated[s.CancelIn | None, Body()] = None) -> Any:
+    """Stop a plan: nothing new starts, queued and running step jobs are cancelled."""
+    reason = (body or s.CancelIn()).reason
+    actions.cancel(rt, _id(plan_id), reason)
+    return s.Done(id=plan_id, status="cancelled", message=f"plan {plan_id} cancelled: {reason}")
+
+
+@mutating.post("/plans/{plan_id}/retry", response_model=s.Done, responses=ERRORS)
+def retry(rt: Rt, plan_id: int) -> Any:
+    """Build a failed plan again: only its failed, skipped and cancelled steps run."""
+    n = actions.retry(rt, _id(plan_id))
+    return s.Done(id=plan_id, status="queued", message=f"plan {plan_id}: {n} steps run again")
+
+
+# -- settings, queues, events ----------------------------------------------------------------
+
+@api.get("/settings", response_model=s.SettingsOut)
+def get_settings(rt: Rt) -> Any:
+    """The operator settings."""
+    return rt.store.settings.get()
+
+
+@mutating.put("/settings", response_model=s.SettingsOut)
+def put_settings(rt: Rt, body: s.SettingsIn) -> Any:
+    """Change operator settings; every process sees the change within a second."""
+    rt.store.settings.update(
+        auto_plan=body.auto_plan, auto_build=body.auto_build, max_parallel=body.max_parallel,
+        watch_dir=(body.watch_dir or None) if body.watch_dir is not None else None,
+        set_watch_dir=body.watch_dir is not None)
+    return rt.store.settings.get()
+
+
+@api.get("/queues", response_model=s.QueuesOut, responses={503: {"model": s.Error}})
+def get_queues(rt: Rt) -> Any:
+    """Per queue: waiting, started, failed and scheduled jobs; workers and how many are busy."""
+    st = rt.store.settings.get()
+    out = []
+    for q, auto in ((rt.queues.plan, st.auto_plan), (rt.queues.build, st.auto_build)):
+        stats = queues.stats(q)
+        out.append(s.QueueOut(mode="auto" if auto else "manual", **vars(stats)))
+    return {"queues": out}
+
+
+@api.get("/events", response_model=s.EventPage)
+def list_events(rt: Rt, input_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+                plan_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+                kind: Annotated[str | None, Query(max_length=100)] = None,
+                before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+                limit: Limit = 100) -> Any:
+    """The audit trail, newest first; ``next_before`` asks for the page after this one."""
+    items = rt.store.events.list(input_id=input_id, plan_id=plan_id, kind=kind, before=before,
+                                 limit=limit)
+    return {"items": items, "limit": limit,
+            "next_before": items[-1].id if len(items) == limit else None}

@@ -1,0 +1,195 @@
+"""What the REST API takes and answers (pydantic models: the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from planfleet import models
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    limit: int
+    offset: int
+    #: how many records match the filter
+    total: int
+
+
+class InputOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    filename: str
+    source_dir: str | None
+    digest: str | None
+    size: int
+    status: models.InputStatus
+    error: str | None
+    attempts: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PlanOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    pending_input_id: int | None
+    status: models.PlanStatus
+    summary: dict[str, Any]
+    error: str | None
+    worker: str | None
+    heartbeat_at: dt.datetime | None
+    attempts: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: dt.datetime
+    kind: str
+    input_id: int | None
+    plan_id: int | None
+    step_id: int | None
+    message: str
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    limit: int
+    #: pass as ``before`` for older events (None: this was the last page)
+    next_before: int | None
+
+
+class InputDetail(InputOut):
+    #: the planner's problems when planning failed
+    problems: list[dict[str, Any]]
+    plans: list[PlanOut]
+    events: list[EventOut]
+
+
+class StepOut(BaseModel):
+    id: int
+    task_id: str
+    status: models.StepStatus
+    attempt: int
+    tries: int
+    job_id: str | None
+    script: str
+    solver: str | None
+    args: dict[str, Any]
+    result: Any
+    error: str | None
+    not_before: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    seconds: float | None
+    #: the job's page (Windmill's UI, or the local runner's log file)
+    link: str | None
+
+    @classmethod
+    def of(cls, s: models.Step) -> StepOut:
+        seconds = ((s.finished_at - s.started_at).total_seconds()
+                   if s.started_at and s.finished_at else None)
+        link = s.result.get("link") if isinstance(s.result, dict) else None
+        return cls(id=s.id, task_id=s.task_id, status=s.status, attempt=s.attempt,
+                   tries=s.tries, job_id=str(s.windmill_job_id) if s.windmill_job_id else None,
+                   script=s.script, solver=s.solver, args=s.args, result=s.result,
+                   error=s.error, not_before=s.not_before, started_at=s.started_at,
+                   finished_at=s.finished_at, seconds=seconds, link=link)
+
+
+class CircuitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    script: str
+    state: str
+    failures: int
+    opened_at: dt.datetime | None
+    last_error: str | None
+
+
+class PlanDetail(PlanOut):
+    #: the planner's document (schedule, batches, critical path, explanations, tasks)
+    plan: dict[str, Any] | None
+    #: the latest attempt of every task
+    steps: list[StepOut]
+    #: every attempt of every step, in the order they started
+    history: list[StepOut]
+    circuits: list[CircuitOut]
+
+
+class SettingsOut(BaseModel):
+    auto_plan: bool
+    auto_build: bool
+    watch_dir: str | None
+    max_parallel: int
+    updated_at: dt.datetime | None
+
+
+class SettingsIn(BaseModel):
+    """Fields left out are not changed; ``watch_dir: ""`` goes back to WATCH_DIR."""
+
+    model_config = ConfigDict(extra="forbid")
+    auto_plan: bool | None = None
+    auto_build: bool | None = None
+    watch_dir: str | None = Field(None, max_length=4096)
+    max_parallel: int | None = Field(None, ge=1, le=10_000)
+
+
+class QueueOut(BaseModel):
+    name: str
+    #: auto: the previous hop enqueues here by itself; manual: a person does
+    mode: str
+    depth: int
+    started: int
+    failed: int
+    scheduled: int
+    workers: int
+    busy: int
+
+
+class QueuesOut(BaseModel):
+    queues: list[QueueOut]
+
+
+class Done(BaseModel):
+    """What an action did."""
+
+    id: int
+    status: str
+    message: str
+
+
+class Uploaded(BaseModel):
+    input_id: int
+    filename: str
+    #: recorded (a new input) or duplicate (the same bytes were recorded before, as input_id)
+    outcome: str
+
+
+class Problem(BaseModel):
+    code: str
+    message: str
+    task: str | None = None
+    field: str | None = None
+    line: int | None = None
+
+
+class Invalid(BaseModel):
+    detail: str
+    problems: list[Problem]
+
+
+class Error(BaseModel):
+    detail: str
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("cancelled by a person", min_length=1, max_length=1000)

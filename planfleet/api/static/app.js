@@ -1,0 +1,100 @@
+// planfleet UI: keeps the page live (fetches its main part again every 2 s) and sends the
+// buttons, toggles and settings form to the REST API with the API token (kept in this
+// browser's localStorage; `planfleet up` prints a link that carries it after '#token=').
+(function () {
+  "use strict";
+  var main = document.getElementById("main");
+  var live = document.getElementById("live");
+  var toast = document.getElementById("toast");
+  var m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) {
+    localStorage.setItem("planfleet-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  var field = document.getElementById("token");
+  if (field) {
+    field.value = localStorage.getItem("planfleet-token") || "";
+    field.addEventListener("change", function () {
+      localStorage.setItem("planfleet-token", field.value.trim());
+    });
+  }
+
+  function say(text, bad) {
+    toast.textContent = text;
+    toast.className = bad ? "bad shown" : "shown";
+    clearTimeout(say.t);
+    say.t = setTimeout(function () { toast.className = ""; }, 5000);
+  }
+
+  function call(method, url, body) {
+    var headers = {"Accept": "application/json"};
+    var token = localStorage.getItem("planfleet-token");
+    if (token) headers["Authorization"] = "Bearer " + token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(url, {method: method, headers: headers,
+                       body: body === undefined ? undefined : JSON.stringify(body)})
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (data) {
+          if (!r.ok) {
+            var detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
+            throw new Error(r.status + ": " + (detail || r.statusText));
+          }
+          return data;
+        });
+      });
+  }
+
+  var busy = false;
+  function refresh() {
+    if (busy || document.hidden) return;
+    var active = document.activeElement;
+    if (active && active.tagName === "INPUT" && main.contains(active) && active.type !== "checkbox") {
+      return; // someone is typing: do not replace the form under them
+    }
+    busy = true;
+    fetch(location.pathname + location.search, {headers: {"X-Partial": "1"}})
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+      .then(function (html) {
+        var focusId = active && active.id;
+        main.innerHTML = html;
+        if (focusId && main.contains(document.getElementById(focusId) || main)) {
+          var again = document.getElementById(focusId);
+          if (again) again.focus();
+        }
+        live.textContent = "live " + new Date().toLocaleTimeString();
+        live.className = "live";
+      })
+      .catch(function (e) { live.textContent = "offline (" + e.message + ")"; live.className = "live bad"; })
+      .finally(function () { busy = false; });
+  }
+
+  main.addEventListener("click", function (ev) {
+    var b = ev.target.closest("button[data-url]");
+    if (!b) return;
+    b.disabled = true;
+    call(b.dataset.method, b.dataset.url)
+      .then(function (d) { say(d.message || "done"); })
+      .catch(function (e) { say(e.message, true); })
+      .finally(function () { b.disabled = false; refresh(); });
+  });
+  main.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (!t.dataset || !t.dataset.setting) return;
+    var body = {}; body[t.dataset.setting] = t.checked;
+    call("PUT", "/api/settings", body)
+      .then(function () { say(t.dataset.setting + " " + (t.checked ? "on (auto)" : "off (manual)")); })
+      .catch(function (e) { t.checked = !t.checked; say(e.message, true); })
+      .finally(refresh);
+  });
+  main.addEventListener("submit", function (ev) {
+    var f = ev.target;
+    if (!f.hasAttribute("data-settings")) return;
+    ev.preventDefault();
+    var body = {watch_dir: f.watch_dir.value, max_parallel: parseInt(f.max_parallel.value, 10)};
+    call("PUT", "/api/settings", body)
+      .then(function () { say("settings saved"); })
+      .catch(function (e) { say(e.message, true); })
+      .finally(function () { document.activeElement.blur(); refresh(); });
+  });
+  setInterval(refresh, 2000);
+})();

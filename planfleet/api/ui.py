@@ -1,0 +1,100 @@
+"""The web UI: server-rendered pages (Jinja2) kept live by a small script that fetches the
+page's main part again every two seconds and sends the buttons' actions to the REST API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from planfleet import models, queues
+from planfleet.api import charts
+from planfleet.runtime import Runtime
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+pages = APIRouter(include_in_schema=False)
+
+INPUT_ACTIONS = {
+    models.InputStatus.PENDING: ("Generate plan", "POST", "/api/pending-inputs/{id}/enqueue-plan"),
+    models.InputStatus.PLANNED: ("Plan again", "POST", "/api/inputs/{id}/replan"),
+    models.InputStatus.FAILED: ("Plan again", "POST", "/api/inputs/{id}/replan"),
+}
+
+
+def _render(request: Request, name: str, **ctx: Any) -> HTMLResponse:
+    """The whole page, or only its ``main`` block when the page's script asks for it."""
+    ctx.update(request=request, colours=charts.COLOURS, input_actions=INPUT_ACTIONS,
+               auth=request.app.state.token is not None)
+    if request.headers.get("x-partial"):
+        template = templates.get_template(name)
+        context = template.new_context(ctx)
+        return HTMLResponse("".join(template.blocks["main"](context)))
+    return templates.TemplateResponse(request, name, ctx)
+
+
+def _rt(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+def _queues(rt: Runtime, settings: models.Settings) -> list[dict[str, Any]]:
+    out = []
+    for q, auto, hop in ((rt.queues.plan, settings.auto_plan, "auto_plan"),
+                         (rt.queues.build, settings.auto_build, "auto_build")):
+        try:
+            stats: dict[str, Any] = vars(queues.stats(q))
+        except Exception as exc:  # noqa: BLE001 - the page still shows, with the reason
+            stats = {"name": q.name, "error": str(exc)}
+        out.append({**stats, "auto": auto, "setting": hop})
+    return out
+
+
+@pages.get("/", response_class=HTMLResponse)
+def dashboard(request: Request) -> HTMLResponse:
+    rt = _rt(request)
+    settings = rt.store.settings.get()
+    return _render(
+        request, "dashboard.html", settings=settings, queues=_queues(rt, settings),
+        inputs=rt.store.inputs.list(limit=25), input_counts=rt.store.inputs.counts(),
+        plans=rt.store.plans.list(limit=25), plan_counts=rt.store.plans.counts(),
+        events=rt.store.events.list(limit=15))
+
+
+@pages.get("/plans/{plan_id}", response_class=HTMLResponse)
+def plan_page(request: Request, plan_id: int) -> HTMLResponse:
+    rt = _rt(request)
+    if not 1 <= plan_id <= 2**63 - 1:
+        raise HTTPException(404, f"plan {plan_id} does not exist")
+    p = rt.store.plans.get(plan_id)
+    latest = rt.store.steps.latest(plan_id)
+    doc = p.plan or {}
+    scripts = sorted({t["script"] for t in doc.get("tasks", {}).values()})
+    return _render(
+        request, "plan.html", p=p, doc=doc, steps=latest, attempts=rt.store.steps.all(plan_id),
+        gantt=charts.gantt(doc, latest), dag=charts.dag(doc, latest),
+        circuits=[c for c in rt.store.circuits.get(scripts).values()
+                  if c.state != "closed" or c.failures],
+        events=rt.store.events.list(plan_id=plan_id, limit=30))
+
+
+@pages.get("/inputs/{input_id}", response_class=HTMLResponse)
+def input_page(request: Request, input_id: int) -> HTMLResponse:
+    rt = _rt(request)
+    if not 1 <= input_id <= 2**63 - 1:
+        raise HTTPException(404, f"input {input_id} does not exist")
+    got = rt.store.inputs.get(input_id)
+    events = rt.store.events.list(input_id=input_id, limit=50)
+    problems: list[dict[str, Any]] = next(
+        (e.data.get("problems", []) for e in events if e.kind == "plan_failed"), [])
+    plans = [p for p in rt.store.plans.list(limit=500) if p.pending_input_id == input_id]
+    return _render(request, "input.html", i=got, problems=problems, plans=plans, events=events)
+
+
+@pages.get("/events", response_class=HTMLResponse)
+def events_page(request: Request, kind: str | None = None) -> HTMLResponse:
+    rt = _rt(request)
+    return _render(request, "events.html", events=rt.store.events.list(kind=kind or None,
+                                                                        limit=200), kind=kind)
