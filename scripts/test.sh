@@ -5,6 +5,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh test,embedded || exit 1
 scripts/services.sh || exit 1
+# the browser tests drive Debian's Chromium (never a downloaded browser)
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium for the browser tests"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; } ||
+        echo "could not install chromium: the browser tests will say so" >&2
+fi
 export PLANFLEET_TEST_DATABASE_URL="${PLANFLEET_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 export PLANFLEET_TEST_REDIS_URL="${PLANFLEET_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}"
 .venv/bin/python -m pytest "$@"

@@ -30,7 +30,7 @@ def gantt(doc: dict[str, Any], steps: Mapping[str, models.Step], width: int = 96
     shown = order[:MAX_ROWS]
     label_w, row_h, top = 170, 20, 24
     span = max((schedule[t]["finish"] for t in order), default=0.0) or 1.0
-    scale = (width - label_w - 10) / span
+    scale = (width - label_w - 30) / span
     height = top + row_h * len(shown) + 10
     critical = set(doc.get("critical_path") or [])
     out = [f'<svg class="gantt" role="img" viewBox="0 0 {width} {height}" width="{width}" '
