@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -77,12 +78,23 @@ def _start_up(cwd: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
 
     def banner() -> dict[str, str] | None:
         assert proc.poll() is None, f"planfleet up exited: {log.read_text()}"
-        found = dict(re.findall(r"^\s+(DATABASE_URL|REDIS_URL)=(\S+)", log.read_text(), re.M))
-        return found if len(found) == 2 else None
+        text = log.read_text()
+        found = dict(re.findall(r"^\s+(DATABASE_URL|REDIS_URL)=(\S+)", text, re.M))
+        ui = re.search(r"^\s+web UI\s+(http://\S+/)#token=(\S+)", text, re.M)
+        if ui:
+            found.update(UI=ui.group(1), TOKEN=ui.group(2))
+        return found if len(found) == 4 else None
 
     found = wait_for(banner, timeout=90, interval=0.1)
     assert isinstance(found, dict)
     return proc, found
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 def _inputs(url: str) -> list[tuple[str, str]]:
@@ -103,6 +115,15 @@ def test_up_brings_the_fleet_up_and_recovers_after_a_crash() -> None:
         # When a file is dropped into ./input, Then it is recorded through the fleet
         (cwd / "input" / "tasks.yaml").write_text("tasks: [{id: A}]\n")
         wait_for(lambda: _inputs(urls["DATABASE_URL"]), timeout=20)
+        # and the control plane it printed answers, with mutations behind its token
+        ui, token = urls["UI"], urls["TOKEN"]
+        wait_for(lambda: _get(f"{ui}readyz") == 200, timeout=30, interval=0.2)
+        assert httpx.put(f"{ui}api/settings", json={"max_parallel": 3}).status_code == 401
+        r = httpx.put(f"{ui}api/settings", json={"max_parallel": 3},
+                      headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json()["max_parallel"] == 3
+        wait_for(lambda: [p["status"] for p in httpx.get(f"{ui}api/plans").json()["items"]]
+                 == ["built"], timeout=60, interval=0.2)
         # When the whole process group is killed (a crash), Then a second `up` adopts what
         # was left running and carries on
         os.killpg(proc.pid, signal.SIGKILL)
