@@ -10,7 +10,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from planfleet import actions, models, queues
 from planfleet.api import schemas as s
@@ -177,6 +177,29 @@ def get_plan(rt: Rt, plan_id: int) -> Any:
             "steps": [s.StepOut.of(x) for x in latest.values()],
             "history": [s.StepOut.of(x) for x in every],
             "circuits": list(rt.store.circuits.get(scripts).values())}
+
+
+@api.get("/plans/{plan_id}/steps/{step_id}/log", responses={
+    **ERRORS, 200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                    "description": "the log"}})
+def step_log(rt: Rt, plan_id: int, step_id: int) -> PlainTextResponse:
+    """The output of a step's job run by the local runner (its last 64 KiB)."""
+    step = next((x for x in rt.store.steps.all(_id(plan_id)) if x.id == step_id), None)
+    if step is None:
+        raise HTTPException(404, f"plan {plan_id} has no step {step_id}")
+    if step.windmill_job_id is None:
+        raise HTTPException(404, f"step {step_id} has not been dispatched")
+    if rt.config.dispatch != "local":
+        link = step.result.get("link") if isinstance(step.result, dict) else None
+        raise HTTPException(404, f"the job's log is in Windmill: {link or step.windmill_job_id}")
+    path = rt.config.state_dir.resolve() / "runner" / "jobs" / str(step.windmill_job_id) / (
+        "log.txt")
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 65536))
+            return PlainTextResponse(fh.read().decode("utf-8", "replace"))
+    except FileNotFoundError:
+        raise HTTPException(404, f"no log for step {step_id} (yet)") from None
 
 
 @mutating.post("/plans/{plan_id}/enqueue-build", response_model=s.Done, responses=ERRORS)

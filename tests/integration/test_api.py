@@ -217,6 +217,12 @@ def test_plan_detail_has_steps_attempts_and_links(client: TestClient, rt: Runtim
     assert first["link"] == "http://wm/run/1" and first["error"] == "boom"
     assert first["job_id"] == "11111111-2222-3333-4444-555555555555"
     assert {(s["task_id"], s["attempt"]) for s in d["steps"]} == {("A", 2), ("B", 1)}
+    r = client.get(f"/api/plans/{plan_id}/steps/{a.id}/log")
+    assert r.status_code == 404 and "no log for step" in r.json()["detail"]
+    b = rt.store.steps.latest(plan_id)["B"]
+    r = client.get(f"/api/plans/{plan_id}/steps/{b.id}/log")
+    assert r.status_code == 404 and "has not been dispatched" in r.json()["detail"]
+    assert client.get(f"/api/plans/{plan_id}/steps/999/log").status_code == 404
 
 
 def test_plan_endpoint_plans_and_stores_nothing(client: TestClient, rt: Runtime) -> None:

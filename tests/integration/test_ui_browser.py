@@ -37,7 +37,8 @@ def _free_port() -> int:
 @pytest.fixture
 def server(fleet: Fleet) -> Iterator[str]:
     rt = open_runtime(Config(database_url=fleet.config.database_url,
-                             redis_url=fleet.config.redis_url, api_token=TOKEN))
+                             redis_url=fleet.config.redis_url, api_token=TOKEN,
+                             state_dir=fleet.config.state_dir))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=port,
                                         log_config=None, access_log=False))
@@ -131,6 +132,11 @@ def test_dashboard_generate_plan_enqueue_build_and_the_gantt_chart(
     expect(page.locator("#dag svg path.edge")).to_have_count(2)
     expect(page.locator("#steps tbody tr")).to_have_count(3)
     shot(page, "4-plan-gantt")
+    # each step's output is one link away
+    href = page.locator('#steps tr[data-task="A"]').get_by_role("link", name="log").get_attribute(
+        "href")
+    r = page.request.get(f"{server}{href}")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
 
 
 def test_a_failed_input_shows_its_error_where_it_is(fleet: Fleet, server: str,
