@@ -41,12 +41,13 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _runtime() -> Any:
+def _runtime(*, wait: bool = False) -> Any:
+    """The runtime; a long-running service (``wait``) waits for Postgres, a command fails."""
     from planfleet import runtime
 
     logs.configure(Config().log_format)
     try:
-        return runtime.open_runtime()
+        return runtime.open_runtime(wait=wait)
     except exceptions.DatabaseUnavailable as exc:
         raise _fail(str(exc), RET_UNAVAILABLE) from exc
 
@@ -139,7 +140,7 @@ def watch(
     from planfleet.watcher import Watcher
 
     config = Config() if directory is None else Config(watch_dir=directory)
-    rt = _runtime()
+    rt = _runtime(wait=True)
     rt.config = config
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -306,7 +307,7 @@ def reconcile(
     """Enqueue again what Postgres says should move but nobody moves (a loop)."""
     from planfleet.workers import reconcile as rec
 
-    rt = _runtime()
+    rt = _runtime(wait=not once)
     if once:
         done = rec.reconcile_once(rt)
         out.print(f"enqueued again: inputs {done['inputs']}, plans {done['plans']}")
@@ -315,6 +316,38 @@ def reconcile(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     rec.run(rt, stop)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s`` or plain seconds."""
+    t = text.strip().lower()
+    unit = _UNITS.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if unit else t) * (unit or 1)
+    except ValueError:
+        raise _fail(f"expected a duration like 30d, 12h, 90m or 45s, got {text!r}",
+                    RET_INVALID) from None
+    if value <= 0:
+        raise _fail("the duration must be positive", RET_INVALID)
+    return value
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option(help="Age: 30d, 12h, 90m, 45s.")] = "30d",
+) -> None:
+    """Delete finished inputs, plans, steps and events older than that, and their RQ jobs.
+    Nothing that is still moving is touched."""
+    from planfleet.workers import reconcile as rec
+
+    seconds = _duration(older_than)
+    rt = _runtime()
+    done = rec.prune(rt, seconds)
+    out.print(f"pruned {done['inputs']} inputs, {done['plans']} plans, {done['events']} "
+              f"events and {done['rq_jobs']} RQ jobs older than {older_than}")
 
 
 @app.command("plan")

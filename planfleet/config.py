@@ -75,6 +75,11 @@ class Config(BaseSettings):
     build_stale: float = Field(defaults.BUILD_STALE, gt=0)
     requeue_after: float = Field(defaults.REQUEUE_AFTER, gt=0)
     reconcile_interval: float = Field(defaults.RECONCILE_INTERVAL, gt=0)
+    #: seconds a planning input's lease may stay silent before it is queued again
+    plan_stale: float = Field(defaults.PLAN_STALE, gt=0)
+    #: prune finished records older than this many seconds (the reconciler, hourly); unset:
+    #: never (``planfleet prune`` does it by hand)
+    prune_after: float | None = Field(None, gt=0)
     log_format: str = Field("auto", pattern="^(auto|json|console)$")
     #: where ``planfleet api`` listens (another address than loopback needs an API token)
     api_host: str = defaults.API_HOST

@@ -82,6 +82,10 @@ BUILD_POLL = 0.2
 BUILD_STALE = 30.0
 #: Seconds a plan or input may sit `queued` before the reconciler enqueues it again.
 REQUEUE_AFTER = 60.0
+#: Seconds a planning input's lease (heartbeat every 2 s) may be silent before it is requeued.
+PLAN_STALE = 30.0
+#: Seconds between automatic prunes (when PLANFLEET_PRUNE_AFTER is set).
+PRUNE_EVERY = 3600.0
 #: Seconds between reconciler passes.
 RECONCILE_INTERVAL = 10.0
 

@@ -96,8 +96,10 @@ def stats(queue: rq.Queue) -> QueueStats:
         workers = rq.Worker.all(queue=queue)
         return QueueStats(
             name=queue.name, depth=queue.count,
-            started=queue.started_job_registry.count, failed=queue.failed_job_registry.count,
-            scheduled=queue.scheduled_job_registry.count,
+            # cleanup=False: a registry's cleanup fails abandoned jobs, not a reader's business
+            started=queue.started_job_registry.get_job_count(cleanup=False),
+            failed=queue.failed_job_registry.get_job_count(cleanup=False),
+            scheduled=queue.scheduled_job_registry.get_job_count(cleanup=False),
             workers=len(workers), busy=sum(1 for w in workers if w.get_state() == "busy"))
     except redis.RedisError as exc:
         raise exceptions.QueueUnavailable(f"Redis is not reachable: {exc}") from exc

@@ -21,10 +21,14 @@ class Runtime:
         self.queues.connection.close()
 
 
-def open_runtime(config: Config | None = None, *, apply_migrations: bool = True) -> Runtime:
-    """Connect to Postgres and Redis as ``config`` says, applying migrations first."""
+def open_runtime(config: Config | None = None, *, apply_migrations: bool = True,
+                 wait: bool = False) -> Runtime:
+    """Connect to Postgres and Redis as ``config`` says, applying migrations first; with
+    ``wait``, wait for Postgres to answer instead of failing (long-running services)."""
     config = config or Config()
-    if apply_migrations:
+    if apply_migrations and wait:
+        migrate.wait_until_ready(config.database_url)
+    elif apply_migrations:
         migrate.ensure_database(config.database_url)
         migrate.migrate(config.database_url)
     return Runtime(

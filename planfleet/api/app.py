@@ -32,7 +32,7 @@ def create_app(rt: Runtime | None = None, *, config: Config | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = app.state.rt is None
         if own:
-            app.state.rt = open_runtime(config)
+            app.state.rt = open_runtime(config, wait=True)
             app.state.registry = metrics.registry(app.state.rt)
         try:
             yield

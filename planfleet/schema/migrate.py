@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from importlib import resources
 
 import psycopg
@@ -68,9 +70,30 @@ def ensure_database(url: str) -> bool:
             conn.execute(
                 psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(str(name)))
             )
-    except psycopg.errors.DuplicateDatabase:
-        return False
+    except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+        return False  # created meanwhile by another process (two CREATEs race on the catalog)
     except psycopg.OperationalError as exc:
         raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
     log.info("database_created", action="migrate", database=name)
     return True
+
+
+def wait_until_ready(url: str, stop: threading.Event | None = None,
+                     longest: float = 10.0) -> None:
+    """Create and migrate the database, waiting (with backoff, logged) while Postgres does not
+    answer: a service started before Postgres, or during a restart, waits instead of exiting
+    (``planfleet up`` would stop the whole fleet when one process exits)."""
+    delay = 0.5
+    while True:
+        try:
+            ensure_database(url)
+            migrate(url)
+            return
+        except exceptions.DatabaseUnavailable as exc:
+            log.warning("waiting_for_postgres", action="migrate", error=str(exc)[:300],
+                        wait=delay)
+            if stop is not None and stop.wait(delay):
+                raise
+            if stop is None:
+                time.sleep(delay)
+            delay = min(delay * 2, longest)

@@ -77,6 +77,7 @@ RETURNING id;
 -- planning -> planned | failed, with the error when failed.
 UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s
 WHERE id = %(id)s AND status = 'planning'
+  AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
 RETURNING id;
 
 -- name: requeue_input
@@ -122,6 +123,7 @@ RETURNING id, filename, source_dir, digest, size, status, error, attempts, creat
 WITH done AS (
     UPDATE pending_inputs SET status = 'planned', error = NULL
     WHERE id = %(input_id)s AND status = 'planning'
+      AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
     RETURNING id
 )
 INSERT INTO plans (pending_input_id, status, summary, plan, digest)
@@ -164,6 +166,12 @@ WHERE id = %(id)s
            AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %(stale)s))))
 RETURNING id, pending_input_id, status, summary, plan, digest, error, worker, heartbeat_at,
           attempts, created_at, updated_at;
+
+-- name: hand_back_plan
+-- building -> queued by its worker (it is stopping); the next worker takes the build over.
+UPDATE plans SET status = 'queued', worker = NULL, heartbeat_at = NULL
+WHERE id = %(id)s AND status = 'building' AND worker = %(worker)s
+RETURNING id;
 
 -- name: heartbeat_plan
 -- The build worker is alive; returns nothing when the plan is no longer its to build.
@@ -271,6 +279,48 @@ SELECT id, status::text AS status FROM pending_inputs
 WHERE (status = 'queued' AND updated_at < now() - make_interval(secs => %(queued)s))
    OR (status = 'planning' AND updated_at < now() - make_interval(secs => %(planning)s))
 ORDER BY id;
+
+-- name: heartbeat_input
+-- The plan job holding an input is alive (restarts the planning lease).
+UPDATE pending_inputs SET updated_at = now()
+WHERE id = %(id)s AND status = 'planning' AND claimed_by = %(job)s
+RETURNING id;
+
+-- name: queue_pending_inputs
+-- pending -> queued for every input waiting for a person (auto_plan was turned on).
+UPDATE pending_inputs SET status = 'queued'
+WHERE status = 'pending' AND content IS NOT NULL
+RETURNING id;
+
+-- name: queue_ready_plans
+-- ready_for_build -> queued for every plan waiting for a person (auto_build was turned on).
+UPDATE plans SET status = 'queued' WHERE status = 'ready_for_build'
+RETURNING id;
+
+-- name: prune
+-- Delete what finished before the cut-off: plans built, failed or cancelled (their steps go
+-- with them), inputs planned or failed whose plans all go too, and events older than the
+-- cut-off. Nothing that is still moving. input_files stays: it is what keeps a file still
+-- lying in the watch dir from being recorded again.
+WITH old_plans AS (
+    DELETE FROM plans
+    WHERE status IN ('built', 'failed', 'cancelled')
+      AND updated_at < now() - make_interval(secs => %(older)s)
+    RETURNING id
+), old_inputs AS (
+    DELETE FROM pending_inputs AS i
+    WHERE i.status IN ('planned', 'failed')
+      AND i.updated_at < now() - make_interval(secs => %(older)s)
+      AND NOT EXISTS (SELECT 1 FROM plans p WHERE p.pending_input_id = i.id
+                      AND p.id NOT IN (SELECT id FROM old_plans))
+    RETURNING id
+), old_events AS (
+    DELETE FROM events WHERE at < now() - make_interval(secs => %(older)s)
+    RETURNING id
+)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM old_plans) AS plans,
+       (SELECT coalesce(array_agg(id), '{}') FROM old_inputs) AS inputs,
+       (SELECT count(*) FROM old_events) AS events;
 
 -- name: touch_input
 -- Note that an input was enqueued again (restarts its queued clock).

@@ -186,11 +186,12 @@ class InputRepository(_Guarded):
             row = cur.fetchone()
         return None if row is None else models.PendingInput.from_row(row)
 
-    def fail(self, input_id: int, error: str, problems: builtins.list[dict[str, Any]]) -> None:
-        """planning -> failed with the planner's messages."""
+    def fail(self, input_id: int, error: str, problems: builtins.list[dict[str, Any]],
+             job: str | None = None) -> None:
+        """planning -> failed with the planner's messages (when ``job`` still holds it)."""
         with self._db.transaction() as cur:
             cur.execute(queries.get("finish_input"),
-                        {"id": input_id, "status": "failed", "error": error})
+                        {"id": input_id, "status": "failed", "error": error, "job": job})
             if cur.fetchone() is None:
                 raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
             _event(cur, "plan_failed", error[:500], input_id=input_id,
@@ -199,6 +200,14 @@ class InputRepository(_Guarded):
     def stale(self, *, queued: float, planning: float) -> builtins.list[tuple[int, str]]:
         rows = self._db.fetch_all("stale_inputs", {"queued": queued, "planning": planning})
         return [(r["id"], r["status"]) for r in rows]
+
+    def heartbeat(self, input_id: int, job: str) -> bool:
+        """The plan job ``job`` still holds the input (its planning lease goes on)."""
+        return self._db.matched("heartbeat_input", {"id": input_id, "job": job})
+
+    def queue_pending(self) -> builtins.list[int]:
+        """pending -> queued for all (auto_plan is on); the caller enqueues them."""
+        return [r["id"] for r in self._db.fetch_all("queue_pending_inputs", {})]
 
     def touch(self, input_id: int) -> bool:
         return self._db.matched("touch_input", {"id": input_id})
@@ -217,14 +226,16 @@ class PlanRepository(_Guarded):
 
     def create_from_input(
         self, input_id: int, plan: dict[str, Any], summary: dict[str, Any], digest: str,
-        *, queue: bool,
+        *, queue: bool, job: str | None = None,
     ) -> int:
-        """planning -> planned and the plan (``queued`` when ``queue``), in one transaction."""
+        """planning -> planned and the plan (``queued`` when ``queue``), in one transaction
+        (when ``job`` still holds the input)."""
         with self._db.transaction() as cur:
             cur.execute(
                 queries.get("insert_plan_for_input"),
                 {"input_id": input_id, "plan": Jsonb(plan), "summary": Jsonb(summary),
-                 "digest": digest, "status": "queued" if queue else "ready_for_build"},
+                 "digest": digest, "status": "queued" if queue else "ready_for_build",
+                 "job": job},
             )
             row = cur.fetchone()
             if row is None:
@@ -267,6 +278,10 @@ class PlanRepository(_Guarded):
                         {"id": plan_id, "worker": worker, "stale": stale})
             row = cur.fetchone()
         return None if row is None else models.PlanRecord.from_row(row)
+
+    def hand_back(self, plan_id: int, worker: str) -> bool:
+        """building -> queued by its own worker (which is stopping)."""
+        return self._db.matched("hand_back_plan", {"id": plan_id, "worker": worker})
 
     def heartbeat(self, plan_id: int, worker: str) -> bool:
         """False when the plan is no longer this worker's to build (cancelled, taken over)."""
@@ -321,6 +336,23 @@ class PlanRepository(_Guarded):
     def stale(self, *, stale: float, queued: float) -> builtins.list[tuple[int, str]]:
         rows = self._db.fetch_all("stale_plans", {"stale": stale, "queued": queued})
         return [(r["id"], r["status"]) for r in rows]
+
+    def queue_ready(self) -> builtins.list[int]:
+        """ready_for_build -> queued for all (auto_build is on); the caller enqueues them."""
+        return [r["id"] for r in self._db.fetch_all("queue_ready_plans", {})]
+
+    def prune(self, older_than: float) -> tuple[builtins.list[int], builtins.list[int], int]:
+        """Delete finished plans, inputs and events older than ``older_than`` seconds;
+        (input ids, plan ids, events deleted)."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("prune"), {"older": older_than})
+            row = cur.fetchone()
+            assert row is not None
+            _event(cur, "pruned", f"pruned {len(row['inputs'])} inputs, {len(row['plans'])} "
+                   f"plans, {row['events']} events older than {older_than:g} s",
+                   data={"inputs": len(row["inputs"]), "plans": len(row["plans"]),
+                         "events": row["events"]})
+            return list(row["inputs"]), list(row["plans"]), int(row["events"])
 
     def touch(self, plan_id: int) -> bool:
         return self._db.matched("touch_plan", {"id": plan_id})

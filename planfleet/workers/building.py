@@ -22,7 +22,7 @@ from planfleet import models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, JobState, Submission
 from planfleet.schema.repositories import Store
-from planfleet.workers import retry
+from planfleet.workers import retry, shutdown
 from planfleet.workers.circuits import Breakers
 
 log = structlog.get_logger(__name__)
@@ -78,6 +78,8 @@ class Build:
                 if not self.store.plans.heartbeat(self.plan_id, self.worker):
                     return self._lost()
                 beat = now
+            if shutdown.requested():
+                return self._hand_back()
             progress, reload = self._collect(steps)
             if reload or self._failed_submit:
                 # a failure: new attempts or skips follow, read them from the database
@@ -282,6 +284,14 @@ class Build:
         status = models.PlanStatus.BUILT if built else models.PlanStatus.FAILED
         self.log.info("build_finished", action="build", status=status, **build)
         return status
+
+    def _hand_back(self) -> models.PlanStatus:
+        """The worker is stopping: the plan goes back to the queue for the next worker, which
+        follows the step jobs still running."""
+        if self.store.plans.hand_back(self.plan_id, self.worker):
+            self.log.info("build_handed_back", action="build")
+            return models.PlanStatus.QUEUED
+        return self._lost()
 
     def _lost(self) -> models.PlanStatus:
         status = self.store.plans.status(self.plan_id)

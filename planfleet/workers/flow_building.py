@@ -28,6 +28,7 @@ from planfleet.dispatch.windmill_api import WindmillClient
 from planfleet.planner.flow import to_windmill_flow
 from planfleet.planner.plan import Plan
 from planfleet.schema.repositories import Store
+from planfleet.workers import shutdown
 from planfleet.workers.building import HEARTBEAT_EVERY, Build
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,8 @@ class FlowBuild(Build):
                 if not self.store.plans.heartbeat(self.plan_id, self.worker):
                     return self._lost(job_id)
                 beat = now
+            if shutdown.requested():
+                return self._hand_back()  # the flow runs on in Windmill; the next worker follows it
             try:
                 if not started:
                     self.client.deploy_flow(self.path, flow)

@@ -39,8 +39,7 @@ def preload() -> None:
 
     config = Config()
     logs.configure(config.log_format)
-    migrate.ensure_database(config.database_url)
-    migrate.migrate(config.database_url)
+    migrate.wait_until_ready(config.database_url)  # a worker waits for Postgres, never exits
     if config.dispatch == "local":
         from planfleet.dispatch import local
 
@@ -113,9 +112,15 @@ def build_plan(plan_id: int) -> str | None:
         log.error("build_misconfigured", action="build", plan_id=plan_id, error=str(exc))
         return None
     try:
-        return str(Build(rt.store, dispatcher, rt.config, record, worker).run())
+        return _after(rt, plan_id, Build(rt.store, dispatcher, rt.config, record, worker).run())
     finally:
         dispatcher.close()
+
+
+def _after(rt: Runtime, plan_id: int, status: models.PlanStatus) -> str:
+    if status is models.PlanStatus.QUEUED:
+        rt.queues.enqueue_builds([plan_id])  # handed back: for the next worker
+    return str(status)
 
 
 def _build_flow(rt: Runtime, record: models.PlanRecord, worker: str) -> str:
@@ -125,6 +130,7 @@ def _build_flow(rt: Runtime, record: models.PlanRecord, worker: str) -> str:
         raise ConfigurationError("build mode 'flow' needs PLANFLEET_DISPATCH=windmill")
     client = windmill_client(rt.config)
     try:
-        return str(FlowBuild(rt.store, client, rt.config, record, worker).run())
+        return _after(rt, record.id,
+                      FlowBuild(rt.store, client, rt.config, record, worker).run())
     finally:
         client.close()

@@ -1,16 +1,23 @@
-"""The reconciler: enqueues again what Postgres says should be moving but nobody moves.
+"""The reconciler: moves again what Postgres says should be moving but nobody moves.
 
-Inputs and plans `queued` for longer than ``requeue_after`` (their job was lost with Redis, or
-never sent), plans `building` whose worker's heartbeat is older than ``build_stale`` (the
-worker died), inputs `planning` far past the planning timeout. A job enqueued twice is
-harmless: every job claims its row before acting. Safe to run in several places at once.
+Each pass: inputs and plans ``queued`` for longer than ``requeue_after`` are enqueued again
+(their job was lost with Redis, or never sent); plans ``building`` whose worker's heartbeat is
+older than ``build_stale`` (the worker died) and inputs ``planning`` whose lease is older than
+``plan_stale`` are handed to a new job; with ``auto_plan`` on, inputs left ``pending`` are
+queued, and with ``auto_build`` on, plans left ``ready_for_build``. When ``prune_after`` is set,
+finished records older than that are pruned every :data:`~planfleet.defaults.PRUNE_EVERY`
+seconds. A job enqueued twice is harmless (every job claims its row before acting), and every
+move is a guarded statement, so several reconcilers may run at once. Its actions are events.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
+import rq
 import structlog
+from rq.job import Job
 
 from planfleet import defaults
 from planfleet.runtime import Runtime
@@ -22,12 +29,9 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
     """One pass; returns the ids it enqueued again, by kind."""
     cfg = rt.config
     out: dict[str, list[int]] = {"inputs": [], "plans": []}
-    for input_id, status in rt.store.inputs.stale(
-        queued=cfg.requeue_after, planning=defaults.PLAN_JOB_TIMEOUT * 2
-    ):
-        if status == "planning" and not rt.store.inputs.release(
-            input_id, defaults.PLAN_JOB_TIMEOUT * 2
-        ):
+    for input_id, status in rt.store.inputs.stale(queued=cfg.requeue_after,
+                                                  planning=cfg.plan_stale):
+        if status == "planning" and not rt.store.inputs.release(input_id, cfg.plan_stale):
             continue
         if status == "queued" and not rt.store.inputs.touch(input_id):
             continue
@@ -36,21 +40,60 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
         if status == "queued" and not rt.store.plans.touch(plan_id):
             continue
         out["plans"].append(plan_id)
-    rt.queues.enqueue_plans(out["inputs"])
-    rt.queues.enqueue_builds(out["plans"])
+    settings = rt.store.settings.get()
+    auto = {"inputs": rt.store.inputs.queue_pending() if settings.auto_plan else [],
+            "plans": rt.store.plans.queue_ready() if settings.auto_build else []}
+    rt.queues.enqueue_plans(out["inputs"] + auto["inputs"])
+    rt.queues.enqueue_builds(out["plans"] + auto["plans"])
     for kind, ids in out.items():
         if ids:
             rt.store.events.add("reconciled", f"enqueued {kind} again: {ids}",
                                 data={kind: ids})
             log.info("reconciled", action="reconcile", kind=kind, ids=ids)
+    for kind, ids in auto.items():
+        if ids:
+            rt.store.events.add("auto_queued", f"auto mode queued waiting {kind}: {ids}",
+                                data={kind: ids})
+            log.info("auto_queued", action="reconcile", kind=kind, ids=ids)
+            out[kind] += ids
     return out
+
+
+def prune(rt: Runtime, older_than: float) -> dict[str, int]:
+    """Delete finished inputs, plans (with their steps) and events older than ``older_than``
+    seconds, and RQ's records of the jobs that carried them."""
+    inputs, plans, events = rt.store.plans.prune(older_than)
+    jobs = 0
+    for queue, ids in ((rt.queues.plan, set(inputs)), (rt.queues.build, set(plans))):
+        if ids:
+            jobs += _drop_rq_jobs(queue, ids)
+    out = {"inputs": len(inputs), "plans": len(plans), "events": events, "rq_jobs": jobs}
+    log.info("pruned", action="prune", older_than=older_than, **out)
+    return out
+
+
+def _drop_rq_jobs(queue: rq.Queue, ids: set[int]) -> int:
+    """Delete the finished and failed RQ jobs of ``queue`` whose argument is one of ``ids``."""
+    dropped = 0
+    for registry in (queue.finished_job_registry, queue.failed_job_registry):
+        job_ids = registry.get_job_ids(cleanup=False)
+        for job in Job.fetch_many(job_ids, connection=queue.connection,
+                                  serializer=queue.serializer):
+            if job is not None and job.args and job.args[0] in ids:
+                job.delete()
+                dropped += 1
+    return dropped
 
 
 def run(rt: Runtime, stop: threading.Event) -> None:
     """Reconcile every ``reconcile_interval`` seconds until ``stop`` is set."""
+    next_prune = 0.0
     while not stop.is_set():
         try:
             reconcile_once(rt)
+            if rt.config.prune_after and time.monotonic() >= next_prune:
+                prune(rt, rt.config.prune_after)
+                next_prune = time.monotonic() + defaults.PRUNE_EVERY
         except Exception as exc:  # noqa: BLE001 - log and keep going; next pass retries
             log.error("reconcile_failed", action="reconcile", error=str(exc))
         stop.wait(rt.config.reconcile_interval)

@@ -1,22 +1,85 @@
-"""The RQ worker class of the fleet: an ``rq.Worker`` that does the expensive start-up once.
+"""The RQ worker class of the fleet: an ``rq.Worker`` that does the expensive start-up once,
+survives Redis outages, and hands builds back on a warm shutdown.
 
 RQ forks a work horse per job. Without this class every horse would import the planner
 (networkx), configure logging and check the migrations anew — a few hundred milliseconds per
 job. Here the parent does it once and each horse inherits it through fork.
+
+RQ's work loop quits when Redis goes away (a restart, a network cut); under ``planfleet up``
+one exiting process stops the whole fleet. This class waits for Redis to answer and works
+again instead: jobs lost with Redis are re-enqueued from Postgres by the reconciler.
+
+On a warm shutdown (SIGTERM) it also asks the running horse to hand its build back (see
+:mod:`planfleet.workers.shutdown`) rather than waiting for the whole plan to be built.
 
     rq worker plan_queue --worker-class planfleet.workers.worker.Worker --serializer json
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from typing import Any
 
+import redis
 import rq
+import structlog
 
-from planfleet.workers import jobs
+from planfleet.workers import jobs, shutdown
+
+log = structlog.get_logger(__name__)
 
 
 class Worker(rq.Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        shutdown.install()
         jobs.preload()
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        worked = False
+        while True:
+            try:
+                worked = super().work(*args, **kwargs) or worked
+            except redis.exceptions.ConnectionError as exc:
+                log.warning("worker_teardown_failed", error=str(exc))
+            if kwargs.get("burst") or self._stop_requested or self._shutdown_requested_date:
+                return worked
+            # the loop ended on an error: if Redis is gone, wait for it and work again
+            if self._redis_answers():
+                return worked  # something else went wrong: RQ logged it; exit as RQ would
+            self._wait_for_redis()
+
+    def _redis_answers(self) -> bool:
+        try:
+            return bool(self.connection.ping())
+        except redis.exceptions.RedisError:
+            return False
+
+    def _wait_for_redis(self) -> None:
+        delay = 0.5
+        while not self._redis_answers():
+            log.warning("waiting_for_redis", worker=self.name, wait=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        if self.horse_pid:
+            # a job that was running goes on in its horse: let it end before taking another
+            try:
+                os.waitpid(self.horse_pid, 0)
+            except ChildProcessError:
+                pass
+            self._horse_pid = 0
+        try:
+            self.register_death()  # the old registration, if Redis kept it
+        except redis.exceptions.RedisError:
+            pass
+        log.info("redis_back", worker=self.name)
