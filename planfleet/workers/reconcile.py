@@ -1,7 +1,8 @@
 """The reconciler: moves again what Postgres says should be moving but nobody moves.
 
-Each pass: inputs and plans ``queued`` for longer than ``requeue_after`` are enqueued again
-(their job was lost with Redis, or never sent); plans ``building`` whose worker's heartbeat is
+Each pass: inputs and plans ``queued`` for longer than ``requeue_after`` with no job waiting,
+running or scheduled in RQ are enqueued again (their job was lost with Redis, or never sent);
+plans ``building`` whose worker's heartbeat is
 older than ``build_stale`` (the worker died) and inputs ``planning`` whose lease is older than
 ``plan_stale`` are handed to a new job; with ``auto_plan`` on, inputs left ``pending`` are
 queued, and with ``auto_build`` on, plans left ``ready_for_build``. When ``prune_after`` is set,
@@ -29,15 +30,18 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
     """One pass; returns the ids it enqueued again, by kind."""
     cfg = rt.config
     out: dict[str, list[int]] = {"inputs": [], "plans": []}
-    for input_id, status in rt.store.inputs.stale(queued=cfg.requeue_after,
-                                                  planning=cfg.plan_stale):
+    stale_inputs = rt.store.inputs.stale(queued=cfg.requeue_after, planning=cfg.plan_stale)
+    waiting = live_ids(rt.queues.plan) if any(s == "queued" for _, s in stale_inputs) else set()
+    for input_id, status in stale_inputs:
         if status == "planning" and not rt.store.inputs.release(input_id, cfg.plan_stale):
             continue
-        if status == "queued" and not rt.store.inputs.touch(input_id):
-            continue
+        if status == "queued" and (input_id in waiting or not rt.store.inputs.touch(input_id)):
+            continue  # its job is waiting in the queue: a backlog, not a loss
         out["inputs"].append(input_id)
-    for plan_id, status in rt.store.plans.stale(stale=cfg.build_stale, queued=cfg.requeue_after):
-        if status == "queued" and not rt.store.plans.touch(plan_id):
+    stale_plans = rt.store.plans.stale(stale=cfg.build_stale, queued=cfg.requeue_after)
+    waiting = live_ids(rt.queues.build) if any(s == "queued" for _, s in stale_plans) else set()
+    for plan_id, status in stale_plans:
+        if status == "queued" and (plan_id in waiting or not rt.store.plans.touch(plan_id)):
             continue
         out["plans"].append(plan_id)
     settings = rt.store.settings.get()
@@ -57,6 +61,21 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
             log.info("auto_queued", action="reconcile", kind=kind, ids=ids)
             out[kind] += ids
     return out
+
+
+def live_ids(queue: rq.Queue) -> set[int]:
+    """The record ids that have a job waiting in ``queue``, running, or scheduled for a retry
+    (what a lost Redis would have lost)."""
+    job_ids = set(queue.get_job_ids())
+    for registry in (queue.started_job_registry, queue.scheduled_job_registry,
+                     queue.deferred_job_registry):
+        job_ids.update(registry.get_job_ids(cleanup=False))
+    found: set[int] = set()
+    for job in Job.fetch_many(sorted(job_ids), connection=queue.connection,
+                              serializer=queue.serializer):
+        if job is not None and job.args and isinstance(job.args[0], int):
+            found.add(job.args[0])
+    return found
 
 
 def prune(rt: Runtime, older_than: float) -> dict[str, int]:

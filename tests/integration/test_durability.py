@@ -259,3 +259,14 @@ def test_prune_removes_only_what_finished_long_ago(fleet: Fleet) -> None:
     assert [e.kind for e in fleet.store.events.list()] == ["pruned", "recent"]
     assert fleet.queues.build.finished_job_registry.get_job_count(cleanup=False) == 0
     assert fleet.cli("prune", "--older-than", "soon").returncode == 2
+
+
+def test_a_backlog_is_not_enqueued_again_only_lost_jobs_are(fleet: Fleet) -> None:
+    ids = [fleet.submit(fleet.task_file([{"id": f"Q{i}"}])) for i in range(5)]  # no workers
+    with psycopg.connect(fleet.config.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE pending_inputs SET updated_at = now() - interval '1 hour'")
+    assert reconcile.reconcile_once(fleet.rt)["inputs"] == []  # their jobs wait in the queue
+    assert fleet.queues.plan.count == 5
+    fleet.queues.plan.empty()  # lost, as with a Redis restart
+    assert sorted(reconcile.reconcile_once(fleet.rt)["inputs"]) == sorted(ids)
+    assert fleet.queues.plan.count == 5

@@ -42,6 +42,7 @@ class Report:
     kills: int = 0
     redis_restarts: int = 0
     postgres_restarts: int = 0
+    postgres_down: float = 0.0
     seconds: float = 0.0
     problems: list[str] = dataclasses.field(default_factory=list)
 
@@ -54,7 +55,8 @@ class Report:
             f"executions: {self.executions} ({self.failed_executions} failed transiently), "
             f"job ids run twice: {self.job_ids_run_twice}",
             f"faults: {self.kills} SIGKILLs, {self.redis_restarts} Redis restarts (empty), "
-            f"{self.postgres_restarts} Postgres restarts; {self.seconds:.0f} s",
+            f"{self.postgres_restarts} Postgres restarts ({self.postgres_down:g} s down); "
+            f"{self.seconds:.0f} s",
         ] + [f"PROBLEM: {p}" for p in self.problems]
 
 
@@ -73,7 +75,8 @@ def _children(pid: int) -> list[int]:
 
 class Chaos:
     def __init__(self, workdir: Path, *, inputs: int, drop_over: float, kill_every: float,
-                 seed: int = 1) -> None:
+                 seed: int = 1, pg_down: float = 2.0) -> None:
+        self.pg_down = pg_down
         self.dir = workdir
         self.n_inputs, self.drop_over, self.kill_every = inputs, drop_over, kill_every
         self.rng = random.Random(seed)
@@ -171,9 +174,10 @@ class Chaos:
             if pg_at and elapsed >= pg_at:
                 pg_at = 0
                 self.pg.stop()
-                time.sleep(2)
+                time.sleep(self.pg_down)
                 self.pg.start()
                 self.report.postgres_restarts += 1
+                self.report.postgres_down = self.pg_down
                 continue
             kind = self.rng.choice(KINDS)
             self.kill(kind)
