@@ -31,6 +31,8 @@ app.add_typer(settings_app, name="settings")
 pull_app = typer.Typer(no_args_is_help=True,
                        help="Write a task file from an issue tracker into the watch dir.")
 app.add_typer(pull_app, name="pull")
+windmill_app = typer.Typer(no_args_is_help=True, help="Windmill assets.")
+app.add_typer(windmill_app, name="windmill")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -485,3 +487,24 @@ def api(
                     "who can reach it could change the fleet", RET_INVALID)
     uvicorn.run(create_app(config=config), host=host, port=port or config.api_port,
                 log_config=None, access_log=False)
+
+
+@windmill_app.command("validate")
+def windmill_validate(
+    directory: Annotated[Path | None, typer.Argument(
+        help="Assets folder (default: the project's deploy/windmill).")] = None,
+    tasks: Annotated[list[Path] | None, typer.Option(
+        "--tasks", help="Task files whose scripts must exist there (repeatable).")] = None,
+) -> None:
+    """Check Windmill assets without a server: main vs .script.yaml, flows, schedules,
+    wmill.yaml, and the scripts task files would run. Lists every problem; exit 2 if any."""
+    from planfleet import assets
+
+    root = directory or Config().scripts_dir
+    problems = assets.validate(root, tasks or [])
+    for problem in problems:
+        err.print(str(problem), markup=False, soft_wrap=True)
+    if problems:
+        raise _fail(f"{len(problems)} problems in {root}", RET_INVALID)
+    out.print(f"{root}: scripts, flows, schedules and wmill.yaml are consistent", markup=False,
+              soft_wrap=True)

@@ -144,3 +144,10 @@ def test_up_brings_the_fleet_up_and_recovers_after_a_crash() -> None:
     assert not (cwd / ".planfleet" / "up.pid").exists()
     # nothing of either fleet is left running
     wait_for(lambda: not tagged("PLANFLEET_FLEET", str(cwd / ".planfleet")), timeout=20)
+
+
+def test_api_refuses_a_public_address_without_a_token(env: dict[str, str]) -> None:
+    env.pop("PLANFLEET_API_TOKEN", None)
+    r = run(["api", "--host", "0.0.0.0", "--port", "0"], env)
+    assert r.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without PLANFLEET_API_TOKEN" in r.stderr
