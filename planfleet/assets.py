@@ -171,7 +171,7 @@ def validate(root: Path, task_files: Iterable[Path] = ()) -> list[Problem]:
         if not meta.with_name(meta.name[: -len(".script.yaml")] + ".py").exists():
             problems.append(Problem(str(meta.relative_to(root)), "describes a script that "
                                     "is not there"))
-    for path, flow_file in flows.items():
+    for flow_file in flows.values():
         data, error = _load_yaml(flow_file)
         where = str(flow_file.relative_to(root))
         if error or not isinstance(data, dict):
@@ -181,10 +181,10 @@ def validate(root: Path, task_files: Iterable[Path] = ()) -> list[Problem]:
         if not isinstance(modules, list):
             problems.append(Problem(where, "has no value.modules list"))
             continue
-        for module_id, script in _flow_scripts(modules):
-            if script not in scripts:
-                problems.append(Problem(where, f"module {module_id!r} runs {script}, which "
-                                        "does not exist"))
+        for module_id, script_path in _flow_scripts(modules):
+            if script_path not in scripts:
+                problems.append(Problem(where, f"module {module_id!r} runs {script_path}, "
+                                        "which does not exist"))
     for sched in sorted(root.glob("[fu]/**/*.schedule.yaml")):
         data, error = _load_yaml(sched)
         where = str(sched.relative_to(root))
