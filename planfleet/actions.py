@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
-from planfleet import models
+from planfleet import exceptions, models
 from planfleet.runtime import Runtime
 from planfleet.schema.repositories import FileVersion
 
@@ -61,3 +62,53 @@ def upload(rt: Runtime, filename: str, content: bytes) -> models.RecordOutcome:
     if auto and outcome.outcome == "recorded":
         rt.queues.enqueue_plans([outcome.input_id])
     return outcome
+
+
+DECISIONS = ("retry", "skip", "fail", "answer")
+
+
+def decide(rt: Runtime, plan_id: int, task_id: str, decision: str,
+           note: str | None = None) -> str:
+    """A person's decision on a blocked step of a plan: ``retry`` (``note`` becomes feedback
+    for the solver), ``answer`` (``note`` answers its question), ``skip`` (its dependents go
+    on as if it were done) or ``fail``. The plan goes on building. Returns what was done."""
+    if decision not in DECISIONS:
+        raise exceptions.InvalidTransition(
+            f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    if decision == "answer" and not note:
+        raise exceptions.InvalidTransition("an answer needs its text (note)")
+    plan = rt.store.plans.get(plan_id)
+    step = rt.store.steps.latest(plan_id).get(task_id)
+    if step is None:
+        raise exceptions.NotFound(f"plan {plan_id} has no task {task_id!r}")
+    extra: dict[str, Any] | None = None
+    if decision == "retry":
+        feedback = list(step.args.get("feedback") or [])
+        if step.error:  # the blocked attempt's own failure
+            feedback.append({"attempt": step.attempt, "error_type": step.error_type,
+                             "error": step.error[:2000],
+                             "result": (step.result or {}).get("value")
+                             if isinstance(step.result, dict) else None})
+        if note:
+            feedback.append({"attempt": step.attempt, "from": "a person", "note": note})
+        extra = {"feedback": feedback} if feedback else None
+    elif decision == "answer":
+        extra = {"clarification": {"question": step.question, "answer": note}}
+    if not rt.store.steps.decide(step.id, decision, note=note, extra=extra):
+        raise exceptions.InvalidTransition(
+            f"task {task_id} of plan {plan_id} is {step.status}, not blocked")
+    if plan.status in (models.PlanStatus.BLOCKED,):
+        rt.store.plans.resume(plan_id)
+        rt.queues.enqueue_builds([plan_id])
+    return f"task {task_id} of plan {plan_id}: {decision}"
+
+
+def pause(rt: Runtime, plan_id: int) -> None:
+    """Start no new steps; running ones finish."""
+    rt.store.plans.pause(plan_id)
+
+
+def resume(rt: Runtime, plan_id: int) -> None:
+    """A paused (or blocked) plan goes on building."""
+    rt.store.plans.resume(plan_id)
+    rt.queues.enqueue_builds([plan_id])

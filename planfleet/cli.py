@@ -254,6 +254,38 @@ def cancel(
 
 
 @app.command()
+def pause(ids: Annotated[list[int], typer.Argument(help="Plan ids.")]) -> None:
+    """Pause plans: no new step starts; running ones finish."""
+    rt = _runtime()
+    _transition(ids, lambda plan_id: actions.pause(rt, plan_id), "plan {id} paused")
+
+
+@app.command()
+def resume(ids: Annotated[list[int], typer.Argument(help="Plan ids.")]) -> None:
+    """Resume paused (or blocked) plans."""
+    rt = _runtime()
+    _transition(ids, lambda plan_id: actions.resume(rt, plan_id), "plan {id} queued again")
+
+
+@app.command()
+def decide(
+    plan_id: Annotated[int, typer.Argument(help="Plan id.")],
+    task_id: Annotated[str, typer.Argument(help="Task id of the blocked step.")],
+    decision: Annotated[str, typer.Argument(help="retry, skip, fail or answer.")],
+    note: Annotated[str | None, typer.Option(
+        help="retry: feedback for the solver; answer: the answer.")] = None,
+) -> None:
+    """Decide on a step that waits for a person (attempts exhausted, or a question)."""
+    rt = _runtime()
+    try:
+        out.print(actions.decide(rt, plan_id, task_id, decision, note), markup=False)
+    except exceptions.NotFound as exc:
+        raise _fail(str(exc), RET_CONFLICT) from exc
+    except exceptions.InvalidTransition as exc:
+        raise _fail(str(exc), RET_CONFLICT) from exc
+
+
+@app.command()
 def plans(
     status: Annotated[models.PlanStatus | None, typer.Option(help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
@@ -294,6 +326,11 @@ def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
              if isinstance(st.result, dict) and st.result.get("link")]
     for task, attempt, link in links:
         out.print(f"job {task}#{attempt}: {link}", markup=False, soft_wrap=True)
+    for st in rt.store.steps.latest(plan_id).values():
+        if st.status is models.StepStatus.BLOCKED:
+            out.print(f"BLOCKED {st.task_id}: {st.question}  -> planfleet decide {plan_id} "
+                      f"{st.task_id} retry|skip|fail|answer --note …", markup=False,
+                      soft_wrap=True)
     scripts = sorted({t["script"] for t in (p.plan or {}).get("tasks", {}).values()})
     for c in rt.store.circuits.get(scripts).values():
         if c.state != "closed" or c.failures:

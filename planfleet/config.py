@@ -71,6 +71,11 @@ class Config(BaseSettings):
     step_retry_base: float = Field(defaults.STEP_RETRY_BASE, ge=0)
     step_retry_cap: float = Field(defaults.STEP_RETRY_CAP, ge=0)
     step_timeout: float = Field(defaults.STEP_TIMEOUT, gt=0)
+    #: a timed-out step's next attempt gets this many times its timeout, up to the cap
+    timeout_factor: float = Field(defaults.TIMEOUT_FACTOR, ge=1)
+    timeout_cap: float = Field(defaults.TIMEOUT_CAP, gt=0)
+    #: when a step's attempts are used up: ``escalate`` (blocked, a person decides) or ``fail``
+    on_exhausted: str = Field("escalate", pattern="^(escalate|fail)$")
     build_poll: float = Field(defaults.BUILD_POLL, gt=0)
     build_stale: float = Field(defaults.BUILD_STALE, gt=0)
     requeue_after: float = Field(defaults.REQUEUE_AFTER, gt=0)

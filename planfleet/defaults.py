@@ -76,6 +76,10 @@ STEP_RETRY_BASE = 30.0
 STEP_RETRY_CAP = 3600.0
 #: Seconds a step may run before it is failed as timed out.
 STEP_TIMEOUT = 1800.0
+#: A timed-out step's next attempt gets its timeout multiplied by this ...
+TIMEOUT_FACTOR = 2.0
+#: ... up to this many seconds.
+TIMEOUT_CAP = 4 * 1800.0
 #: Seconds between a build worker's looks at its running steps.
 BUILD_POLL = 0.2
 #: Seconds without a heartbeat after which a building plan is taken over.

@@ -176,6 +176,13 @@ class Step:
     not_before: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    error_type: str | None = None
+    #: this attempt's own timeout (seconds), when a retry lengthened it
+    timeout: float | None = None
+    #: what a person is asked while the step is blocked
+    question: str | None = None
+    #: what a person decided about it
+    decision: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:

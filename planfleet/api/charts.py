@@ -119,3 +119,23 @@ def _topological(tasks: dict[str, dict[str, Any]]) -> list[str]:
             if indegree[c] == 0:
                 ready.append(c)
     return out
+
+
+def waiting_on_people(doc: dict[str, Any], steps: Mapping[str, models.Step]) -> dict[str, str]:
+    """For each task not started yet: the blocked task (waiting for a person) it waits for,
+    directly or through other tasks."""
+    tasks: dict[str, dict[str, Any]] = doc.get("tasks") or {}
+    blocked = {t for t, s in steps.items() if s.status is models.StepStatus.BLOCKED}
+    out: dict[str, str] = {}
+    for t in _topological(tasks):
+        step = steps.get(t)
+        if step is not None and step.status is not models.StepStatus.PENDING:
+            continue
+        for d in tasks[t]["depends_on"]:
+            if d in blocked:
+                out[t] = d
+                break
+            if d in out:
+                out[t] = out[d]
+                break
+    return out

@@ -9,10 +9,11 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from planfleet import actions, models, queues
+from planfleet.api import charts
 from planfleet.api import schemas as s
 from planfleet.planner import plan_bytes
 from planfleet.runtime import Runtime
@@ -176,7 +177,8 @@ def get_plan(rt: Rt, plan_id: int) -> Any:
     return {**s.PlanOut.model_validate(p).model_dump(), "plan": p.plan,
             "steps": [s.StepOut.of(x) for x in latest.values()],
             "history": [s.StepOut.of(x) for x in every],
-            "circuits": list(rt.store.circuits.get(scripts).values())}
+            "circuits": list(rt.store.circuits.get(scripts).values()),
+            "waiting_for_a_person": charts.waiting_on_people(p.plan or {}, latest)}
 
 
 @api.get("/plans/{plan_id}/steps/{step_id}/log", responses={
@@ -216,6 +218,30 @@ def cancel(rt: Rt, plan_id: int,
     reason = (body or s.CancelIn()).reason
     actions.cancel(rt, _id(plan_id), reason)
     return s.Done(id=plan_id, status="cancelled", message=f"plan {plan_id} cancelled: {reason}")
+
+
+@mutating.post("/plans/{plan_id}/pause", response_model=s.Done, responses=ERRORS)
+def pause(rt: Rt, plan_id: int) -> Any:
+    """Start no new steps; running ones finish."""
+    actions.pause(rt, _id(plan_id))
+    return s.Done(id=plan_id, status="paused", message=f"plan {plan_id} paused")
+
+
+@mutating.post("/plans/{plan_id}/resume", response_model=s.Done, responses=ERRORS)
+def resume(rt: Rt, plan_id: int) -> Any:
+    """A paused (or blocked) plan goes on building."""
+    actions.resume(rt, _id(plan_id))
+    return s.Done(id=plan_id, status="queued", message=f"plan {plan_id} resumed")
+
+
+@mutating.post("/plans/{plan_id}/steps/{task_id}/decide", response_model=s.Done,
+               responses=ERRORS)
+def decide(rt: Rt, plan_id: int, task_id: Annotated[str, Path(max_length=200)],
+           body: s.DecisionIn) -> Any:
+    """Decide on a step waiting for a person: retry (note: feedback), answer (note: the
+    answer to its question), skip (dependents go on) or fail."""
+    message = actions.decide(rt, _id(plan_id), task_id, body.decision, body.note)
+    return s.Done(id=plan_id, status=body.decision, message=message)
 
 
 @mutating.post("/plans/{plan_id}/retry", response_model=s.Done, responses=ERRORS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,6 +92,10 @@ class StepOut(BaseModel):
     seconds: float | None
     #: the job's page (Windmill's UI, or the local runner's log file)
     link: str | None
+    error_type: str | None = None
+    #: what a person is asked while the step is blocked
+    question: str | None = None
+    decision: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, s: models.Step) -> StepOut:
@@ -102,7 +106,8 @@ class StepOut(BaseModel):
                    tries=s.tries, job_id=str(s.windmill_job_id) if s.windmill_job_id else None,
                    script=s.script, solver=s.solver, args=s.args, result=s.result,
                    error=s.error, not_before=s.not_before, started_at=s.started_at,
-                   finished_at=s.finished_at, seconds=seconds, link=link)
+                   finished_at=s.finished_at, seconds=seconds, link=link,
+                   error_type=s.error_type, question=s.question, decision=s.decision)
 
 
 class CircuitOut(BaseModel):
@@ -122,6 +127,8 @@ class PlanDetail(PlanOut):
     #: every attempt of every step, in the order they started
     history: list[StepOut]
     circuits: list[CircuitOut]
+    #: task not started -> the blocked task (waiting for a person) it waits for
+    waiting_for_a_person: dict[str, str]
 
 
 class SettingsOut(BaseModel):
@@ -188,6 +195,13 @@ class Invalid(BaseModel):
 
 class Error(BaseModel):
     detail: str
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["retry", "skip", "fail", "answer"]
+    #: retry: feedback for the solver; answer: the answer to the step's question
+    note: str | None = Field(None, max_length=10_000, pattern=r"^[^\x00]*$")
 
 
 class CancelIn(BaseModel):

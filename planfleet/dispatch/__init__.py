@@ -27,6 +27,8 @@ class JobStatus:
     duration: float | None = None
     #: where a person can look at the job (a Windmill UI link, a log file)
     link: str | None = None
+    #: the kind of error a failed job raised (its exception's class name, or "timeout")
+    error_type: str | None = None
 
     @property
     def done(self) -> bool:

@@ -123,7 +123,7 @@ class LocalDispatcher:
             return JobStatus(
                 JobState.SUCCESS if data.get("success") else JobState.FAILURE,
                 result=data.get("result"), error=data.get("error"),
-                duration=data.get("duration"), link=link,
+                duration=data.get("duration"), link=link, error_type=data.get("error_type"),
             )
         lock = folder / "spawn.lock"
         try:

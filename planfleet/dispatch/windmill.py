@@ -93,8 +93,11 @@ class WindmillDispatcher:
             result = job.get("result")
             if job.get("success") and not job.get("canceled"):
                 return JobStatus(JobState.SUCCESS, result=result, duration=seconds, link=link)
+            err = result.get("error") if isinstance(result, dict) else None
             return JobStatus(JobState.FAILURE, result=result, error=_error_of(job),
-                             duration=seconds, link=link)
+                             duration=seconds, link=link,
+                             error_type="cancelled" if job.get("canceled") else
+                             (err.get("name") if isinstance(err, dict) else None))
         return JobStatus(JobState.RUNNING if job.get("running") else JobState.QUEUED, link=link)
 
     # -- Dispatcher --------------------------------------------------------------------------

@@ -213,14 +213,16 @@ ON CONFLICT DO NOTHING;
 -- name: latest_steps
 -- The latest attempt of every task of a plan.
 SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windmill_job_id,
-       script, solver, args, result, error, not_before, started_at, finished_at
+       script, solver, args, result, error, not_before, started_at, finished_at, error_type,
+       timeout, question, decision
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY task_id, attempt DESC;
 
 -- name: all_steps
 -- Every attempt of every task of a plan, in the order they started.
 SELECT id, plan_id, task_id, status, attempt, tries, windmill_job_id, script, solver, args,
-       result, error, not_before, started_at, finished_at
+       result, error, not_before, started_at, finished_at, error_type, timeout, question,
+       decision
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY started_at NULLS LAST, task_id, attempt;
 
@@ -238,17 +240,23 @@ WHERE id = %(id)s AND status = 'dispatched'
 RETURNING id;
 
 -- name: finish_step
--- dispatched | running -> completed | failed | cancelled, with the result or the error.
+-- dispatched | running -> completed | failed | cancelled | blocked, with the result or the
+-- error (and, blocked, the question for a person).
 UPDATE steps SET status = %(status)s::planfleet_step_status, result = %(result)s,
-    error = %(error)s, finished_at = now(), updated_at = now()
+    error = %(error)s, error_type = %(error_type)s, question = %(question)s,
+    finished_at = now(), updated_at = now()
 WHERE id = %(id)s AND status IN ('dispatched', 'running')
 RETURNING id;
 
 -- name: next_attempt
--- A failed, skipped or cancelled step's next attempt, pending until not_before.
-INSERT INTO steps (plan_id, task_id, attempt, tries, script, solver, args, not_before)
-SELECT plan_id, task_id, attempt + 1, CASE WHEN %(fresh)s THEN 1 ELSE tries + 1 END, script,
-       solver, args, now() + make_interval(secs => %(delay)s)
+-- A failed, skipped or cancelled step's next attempt, pending until not_before; script, solver
+-- and timeout may change, and extra args (feedback, an answer) are merged into its args.
+INSERT INTO steps (plan_id, task_id, attempt, tries, script, solver, args, not_before,
+                   timeout)
+SELECT plan_id, task_id, attempt + 1, CASE WHEN %(fresh)s THEN 1 ELSE tries + 1 END,
+       coalesce(%(script)s, script), coalesce(%(solver)s, solver),
+       args || coalesce(%(extra)s::jsonb, '{}'::jsonb), now() + make_interval(secs => %(delay)s),
+       coalesce(%(timeout)s, timeout)
 FROM steps WHERE id = %(id)s AND status IN ('failed', 'skipped', 'cancelled')
 ON CONFLICT DO NOTHING
 RETURNING id;
@@ -423,3 +431,28 @@ SELECT (SELECT count(*) FROM steps
         WHERE kind = 'plan_failed' AND (data -> 'problems' @> '[{"code": "cycle"}]'
                                         OR data -> 'problems' @> '[{"code": "self_dependency"}]')
        ) AS cycles;
+
+-- name: decide_step
+-- A person's decision on a blocked step: it becomes failed (retry, answer, fail) or skipped.
+UPDATE steps SET status = %(status)s::planfleet_step_status, decision = %(decision)s,
+    error = coalesce(%(error)s, error), updated_at = now()
+WHERE id = %(id)s AND status = 'blocked'
+RETURNING id;
+
+-- name: block_plan
+-- building -> blocked by its worker: only steps waiting for a person are left.
+UPDATE plans SET status = 'blocked', worker = NULL, heartbeat_at = NULL
+WHERE id = %(id)s AND status = 'building' AND worker = %(worker)s
+RETURNING id;
+
+-- name: pause_plan
+-- queued | building | blocked -> paused: no new step starts (running ones finish).
+UPDATE plans SET status = 'paused'
+WHERE id = %(id)s AND status IN ('queued', 'building', 'blocked')
+RETURNING id;
+
+-- name: resume_plan
+-- paused | blocked -> queued (the caller enqueues the build).
+UPDATE plans SET status = 'queued', worker = NULL, heartbeat_at = NULL
+WHERE id = %(id)s AND status IN ('paused', 'blocked')
+RETURNING id;

@@ -49,6 +49,22 @@ class FileVersion:
     error: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class NextAttempt:
+    """How a step's next attempt differs from the one before (None: the same)."""
+
+    script: str | None = None
+    solver: str | None = None
+    timeout: float | None = None
+    #: merged into its args (feedback, an answer)
+    extra: dict[str, Any] | None = None
+
+    def params(self, step_id: int, delay: float, fresh: bool) -> dict[str, Any]:
+        return {"id": step_id, "delay": delay, "fresh": fresh, "script": self.script,
+                "solver": self.solver, "timeout": self.timeout,
+                "extra": Jsonb(self.extra) if self.extra else None}
+
+
 class _Guarded:
     """A repository whose records change state by guarded statements."""
 
@@ -279,6 +295,18 @@ class PlanRepository(_Guarded):
             row = cur.fetchone()
         return None if row is None else models.PlanRecord.from_row(row)
 
+    def block(self, plan_id: int, worker: str) -> bool:
+        """building -> blocked by its worker (only steps waiting for a person are left)."""
+        return self._db.matched("block_plan", {"id": plan_id, "worker": worker})
+
+    def pause(self, plan_id: int) -> None:
+        """queued | building | blocked -> paused."""
+        self._transition("pause_plan", plan_id, "queued, building or blocked")
+
+    def resume(self, plan_id: int) -> None:
+        """paused | blocked -> queued; the caller enqueues the build."""
+        self._transition("resume_plan", plan_id, "paused or blocked")
+
     def hand_back(self, plan_id: int, worker: str) -> bool:
         """building -> queued by its own worker (which is stopping)."""
         return self._db.matched("hand_back_plan", {"id": plan_id, "worker": worker})
@@ -327,7 +355,7 @@ class PlanRepository(_Guarded):
                 for row in cur.fetchall():
                     if row["status"] in ("failed", "skipped", "cancelled"):
                         cur.execute(queries.get("next_attempt"),
-                                    {"id": row["id"], "fresh": True, "delay": 0})
+                                    NextAttempt().params(row["id"], 0.0, True))
                         again += 1
                 return again
         current = self.get(plan_id)
@@ -395,19 +423,41 @@ class StepRepository:
     def finish(
         self, step_id: int, status: models.StepStatus, *, result: Any = None,
         error: str | None = None, retry_in: float | None = None,
+        error_type: str | None = None, question: str | None = None,
+        next_attempt: NextAttempt | None = None,
     ) -> bool:
         """Record an attempt's outcome; with ``retry_in`` the next attempt is created in the
-        same transaction, pending for that many seconds."""
+        same transaction, pending for that many seconds (``next_attempt`` says how it
+        differs)."""
         with self._db.transaction() as cur:
             cur.execute(queries.get("finish_step"), {
                 "id": step_id, "status": status,
                 "result": None if result is None else Jsonb(result), "error": error,
+                "error_type": error_type, "question": question,
             })
             if cur.fetchone() is None:
                 return False
             if retry_in is not None:
                 cur.execute(queries.get("next_attempt"),
-                            {"id": step_id, "fresh": False, "delay": retry_in})
+                            (next_attempt or NextAttempt()).params(step_id, retry_in, False))
+            return True
+
+    def decide(self, step_id: int, decision: str, *, note: str | None = None,
+               extra: dict[str, Any] | None = None) -> bool:
+        """A person's decision on a blocked step (guarded: False when it is not blocked).
+        retry / answer: a fresh attempt with ``extra`` merged into its args; skip: dependents
+        go on as if it were done; fail: it fails for good."""
+        status = "skipped" if decision == "skip" else "failed"
+        record = {"decision": decision, **({"note": note} if note else {})}
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("decide_step"), {
+                "id": step_id, "status": status, "decision": Jsonb(record),
+                "error": "skipped by a person" if decision == "skip" else None})
+            if cur.fetchone() is None:
+                return False
+            if decision in ("retry", "answer"):
+                cur.execute(queries.get("next_attempt"),
+                            NextAttempt(extra=extra).params(step_id, 0.0, True))
             return True
 
     def skip(self, plan_id: int, task_ids: list[str], reason: str) -> list[str]:

@@ -21,8 +21,8 @@ import structlog
 from planfleet import models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, JobState, Submission
-from planfleet.schema.repositories import Store
-from planfleet.workers import retry, shutdown
+from planfleet.schema.repositories import NextAttempt, Store
+from planfleet.workers import outcomes, retry, shutdown
 from planfleet.workers.circuits import Breakers
 
 log = structlog.get_logger(__name__)
@@ -34,6 +34,8 @@ TIMEOUT_GRACE = 10.0
 RUNNING_AFTER = 1.0
 #: Seconds between a build worker's heartbeats (well under the staleness threshold).
 HEARTBEAT_EVERY = 1.0
+#: Seconds between looks at the steps while some wait for a person (a decision may come).
+BLOCKED_LOOK_EVERY = 1.0
 
 
 class Build:
@@ -51,6 +53,7 @@ class Build:
         self.order: list[str] = doc["priority_order"]
         self.tasks: dict[str, dict[str, Any]] = doc["tasks"]
         self.m: int = doc["max_parallel"]
+        self.solvers: dict[str, dict[str, Any]] = doc.get("solvers") or {}
         self.caps: dict[str, int] = {
             name: spec["capacity"] for name, spec in (doc.get("solvers") or {}).items()
             if spec.get("capacity")
@@ -71,7 +74,7 @@ class Build:
     def run(self) -> models.PlanStatus:
         self._create_steps()
         steps = self._reload()  # a resumed build may find failures not yet followed up
-        beat = 0.0
+        beat = looked = 0.0
         while True:
             now = time.monotonic()
             if now - beat >= HEARTBEAT_EVERY:
@@ -88,6 +91,11 @@ class Build:
                 progress = True
             if all(s.terminal for s in steps.values()):
                 return self._finish(steps)
+            if any(s.status is S.BLOCKED for s in steps.values()):
+                if self._stuck(steps):
+                    return self._block()
+                if now - looked >= BLOCKED_LOOK_EVERY:  # a person may have decided meanwhile
+                    steps, looked = self._reload(), now
             # our own writes are the only changes between turns (a cancel shows in the
             # heartbeat): steps we start are updated in memory, not read again
             if not self._dispatch(steps) and not progress:
@@ -122,7 +130,8 @@ class Build:
                   and (now - step.started_at).total_seconds() >= RUNNING_AFTER):
                 if self.store.steps.running(step.id):
                     steps[step.task_id] = dataclasses.replace(step, status=S.RUNNING)
-            elif status.state is JobState.SUCCESS:
+            elif (status.state is JobState.SUCCESS
+                  and outcomes.classify(status).status != "error"):
                 if self.store.steps.finish(step.id, S.COMPLETED, result={
                         "value": status.result, "duration": status.duration,
                         "link": status.link}):
@@ -133,34 +142,109 @@ class Build:
                 self.log.info("step_completed", action="build", task_id=step.task_id,
                               step_id=step.id, attempt=step.attempt)
                 progress = True
-            elif status.state is JobState.FAILURE:
-                self._failed(step, status.error or "failed", status.link, status.result)
+            elif status.done:  # failed, or succeeded reporting an error
+                self._failed(step, outcomes.classify(status), status.link)
                 reload = True
             elif (step.started_at is not None and (now - step.started_at).total_seconds()
-                  > self._timeout(step.task_id) + TIMEOUT_GRACE):
+                  > self._timeout(step.task_id, step) + TIMEOUT_GRACE):
                 self.dispatcher.cancel(job_id, "step timeout")
-                self._failed(step, f"timed out after {self._timeout(step.task_id):g} s", None)
+                self._failed(step, outcomes.Outcome(
+                    "error", outcomes.TIMEOUT,
+                    f"timed out after {self._timeout(step.task_id, step):g} s"), None)
                 reload = True
         return progress, reload
 
-    def _timeout(self, task_id: str) -> float:
+    def _timeout(self, task_id: str, step: models.Step | None = None) -> float:
+        if step is not None and step.timeout:
+            return float(step.timeout)
         return float(self.tasks[task_id].get("timeout") or self.config.step_timeout)
 
-    def _failed(self, step: models.Step, error: str, link: str | None,
-                result: Any = None) -> None:
-        self.breakers.failed(step.script, error)
-        decision = retry.decide(
-            step.tries,
-            max_attempts=self.tasks[step.task_id].get("max_attempts")
-            or self.config.step_max_attempts,
-            base=self.config.step_retry_base, cap=self.config.step_retry_cap,
-        )
-        self.store.steps.finish(step.id, S.FAILED, error=error,
-                                result={"value": result, "link": link},
-                                retry_in=decision.delay if decision.retry else None)
+    def _failed(self, step: models.Step, outcome: outcomes.Outcome, link: str | None) -> None:
+        """Act on a failed attempt by its class: retry (with feedback, a longer timeout or the
+        next solver), or block it for a person (a question, or attempts exhausted)."""
+        self.breakers.failed(step.script, outcome.message or "failed")
+        kind = outcome.error_type or outcomes.ERROR
+        error = outcome.message or "failed"
+        result = {"value": outcome.value, "link": link}
+        feedback = [*(step.args.get("feedback") or []), {
+            "attempt": step.attempt, "error_type": kind, "error": error[:2000],
+            "result": outcome.value}]
+        nxt = NextAttempt(extra={"feedback": feedback})
+        max_attempts = (self.tasks[step.task_id].get("max_attempts")
+                        or self.config.step_max_attempts)
+        decision = retry.decide(step.tries, max_attempts=max_attempts,
+                                base=self.config.step_retry_base, cap=self.config.step_retry_cap)
+        question = None
+        if kind == outcomes.SPECIFICATION:
+            question = outcome.question or error
+        elif kind == outcomes.AGENT_UNAVAILABLE and (other := self._next_solver(step)):
+            solver, script = other
+            nxt = NextAttempt(solver=solver, script=script,
+                              extra={"feedback": feedback, "solver": solver})
+            decision = retry.Decision(retry=True, delay=0.0)  # another agent: at once
+        elif kind == outcomes.TIMEOUT and decision.retry:
+            longer = min(self._timeout(step.task_id, step) * self.config.timeout_factor,
+                         self.config.timeout_cap)
+            nxt = NextAttempt(timeout=longer, extra={"feedback": feedback})
+        if question is None and not decision.retry:
+            if self.config.on_exhausted == "fail":
+                self.store.steps.finish(step.id, S.FAILED, error=error, result=result,
+                                        error_type=kind)
+                self.log.warning("step_failed", action="build", task_id=step.task_id,
+                                 step_id=step.id, attempt=step.attempt, error=error[:300],
+                                 error_type=kind, retry=False)
+                return
+            question = (f"{step.tries} attempts failed (last: {kind}: {error[:300]}). "
+                        "Retry (with a note for the solver), skip it, or fail it?")
+        if question is not None:
+            self.store.steps.finish(step.id, S.BLOCKED, error=error, result=result,
+                                    error_type=kind, question=question)
+            self.store.events.add("step_blocked", f"{step.task_id} needs a person: {question}",
+                                  plan_id=self.plan_id, step_id=step.id,
+                                  data={"task_id": step.task_id, "error_type": kind})
+            self.log.warning("step_blocked", action="build", task_id=step.task_id,
+                             step_id=step.id, attempt=step.attempt, error_type=kind,
+                             question=question[:300])
+            return
+        self.store.steps.finish(step.id, S.FAILED, error=error, result=result,
+                                error_type=kind, retry_in=decision.delay, next_attempt=nxt)
         self.log.warning("step_failed", action="build", task_id=step.task_id, step_id=step.id,
-                         attempt=step.attempt, error=error[:300], retry=decision.retry,
+                         attempt=step.attempt, error=error[:300], error_type=kind, retry=True,
                          delay=round(decision.delay, 3))
+
+    def _next_solver(self, step: models.Step) -> tuple[str, str] | None:
+        """The solver after this step's one in the task's fallback list, and its script."""
+        chain: list[str] = self.tasks[step.task_id]["solver"] or []
+        if step.solver not in chain or chain.index(step.solver) + 1 >= len(chain):
+            return None
+        nxt = chain[chain.index(step.solver) + 1]
+        script = (self.solvers.get(nxt) or {}).get("script") or self.tasks[step.task_id]["script"]
+        return nxt, script
+
+    def _stuck(self, steps: Mapping[str, models.Step]) -> bool:
+        """Nothing runs, and nothing can start until a person decides on a blocked step."""
+        if any(s.active for s in steps.values()):
+            return False
+        blocked = {t for t, s in steps.items() if s.status is S.BLOCKED}
+        waiting = self._waiting_on(steps, blocked)
+        return all(s.terminal or t in blocked or t in waiting for t, s in steps.items())
+
+    def _waiting_on(self, steps: Mapping[str, models.Step], blocked: set[str]) -> set[str]:
+        out: set[str] = set()
+        stack = [c for t in blocked for c in self.children[t]]
+        while stack:
+            t = stack.pop()
+            if t not in out and steps[t].status is S.PENDING:
+                out.add(t)
+                stack += self.children[t]
+        return out
+
+    def _block(self) -> models.PlanStatus:
+        """Only steps waiting for a person are left: the plan waits, and the worker is free."""
+        if self.store.plans.block(self.plan_id, self.worker):
+            self.log.info("build_blocked", action="build")
+            return models.PlanStatus.BLOCKED
+        return self._lost()
 
     def _reload(self) -> dict[str, models.Step]:
         """The latest steps, after skipping what waits on a task that ended badly."""
@@ -171,7 +255,8 @@ class Build:
 
     def _skip_blocked(self, steps: Mapping[str, models.Step]) -> bool:
         """Skip pending tasks that wait, directly or not, on a task that ended badly."""
-        dead = [t for t, s in steps.items() if s.status in (S.FAILED, S.SKIPPED, S.CANCELLED)]
+        dead = [t for t, s in steps.items()
+                if s.status in (S.FAILED, S.SKIPPED, S.CANCELLED) and not _done(s)]
         doomed: dict[str, str] = {}
         stack = [(c, t) for t in dead for c in self.children[t]]
         while stack:
@@ -208,7 +293,7 @@ class Build:
             step = steps[t]
             if step.status is not S.PENDING or (step.not_before and step.not_before > now):
                 continue
-            if any(steps[d].status is not S.COMPLETED for d in self.tasks[t]["depends_on"]):
+            if not all(_done(steps[d]) for d in self.tasks[t]["depends_on"]):
                 continue
             if not self.tasks[t]["parallel"]:
                 if running or started:
@@ -243,7 +328,7 @@ class Build:
         if not jobs:
             return
         errors = self.dispatcher.submit_many([
-            Submission(job_id, step.script, dict(step.args), self._timeout(step.task_id))
+            Submission(job_id, step.script, dict(step.args), self._timeout(step.task_id, step))
             for step, job_id in jobs])
         for step, job_id in jobs:
             exc = errors.get(job_id)
@@ -274,16 +359,35 @@ class Build:
             "attempts": len(every),
             "seconds": (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0,
         }
-        built = counts.get(S.COMPLETED, 0) == len(steps)
+        skipped_by_person = sorted(t for t, s in steps.items()
+                                   if s.status is S.SKIPPED and _done(s))
+        if skipped_by_person:
+            build["skipped_by_a_person"] = skipped_by_person
+        built = all(_done(s) for s in steps.values())
         error = None
         if not built:
             failed = sorted(t for t, s in steps.items() if s.status is S.FAILED)
-            skipped = sorted(t for t, s in steps.items() if s.status is S.SKIPPED)
+            skipped = sorted(t for t, s in steps.items() if s.status is S.SKIPPED and not _done(s))
             error = f"{len(failed)} failed ({', '.join(failed[:10])}), {len(skipped)} skipped"
         self.store.plans.finish(self.plan_id, self.worker, built=built, build=build, error=error)
         status = models.PlanStatus.BUILT if built else models.PlanStatus.FAILED
         self.log.info("build_finished", action="build", status=status, **build)
         return status
+
+    def _drain(self) -> models.PlanStatus:
+        """Paused: start nothing new, follow the running steps to their end, then leave."""
+        self.log.info("build_pausing", action="build")
+        while True:
+            steps = self.store.steps.latest(self.plan_id)
+            if not any(s.active for s in steps.values()):
+                break
+            self._collect(steps)
+            status = self.store.plans.status(self.plan_id)
+            if status is not models.PlanStatus.PAUSED:
+                return self._lost() if status is models.PlanStatus.CANCELLED else status
+            time.sleep(max(self.config.build_poll, 0.2))
+        self.log.info("build_paused", action="build")
+        return models.PlanStatus.PAUSED
 
     def _hand_back(self) -> models.PlanStatus:
         """The worker is stopping: the plan goes back to the queue for the next worker, which
@@ -295,6 +399,8 @@ class Build:
 
     def _lost(self) -> models.PlanStatus:
         status = self.store.plans.status(self.plan_id)
+        if status is models.PlanStatus.PAUSED:
+            return self._drain()
         if status is models.PlanStatus.CANCELLED:
             steps = self.store.steps.latest(self.plan_id)
             for s in steps.values():
@@ -306,3 +412,9 @@ class Build:
         else:
             self.log.warning("build_lost", action="build", status=status)
         return status
+
+
+def _done(step: models.Step) -> bool:
+    """Completed, or skipped by a person (its dependents go on as if it were done)."""
+    return step.status is S.COMPLETED or (
+        step.status is S.SKIPPED and (step.decision or {}).get("decision") == "skip")

@@ -39,9 +39,11 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
             continue  # its job is waiting in the queue: a backlog, not a loss
         out["inputs"].append(input_id)
     stale_plans = rt.store.plans.stale(stale=cfg.build_stale, queued=cfg.requeue_after)
-    waiting = live_ids(rt.queues.build) if any(s == "queued" for _, s in stale_plans) else set()
+    waiting = live_ids(rt.queues.build) if stale_plans else set()
     for plan_id, status in stale_plans:
-        if status == "queued" and (plan_id in waiting or not rt.store.plans.touch(plan_id)):
+        if plan_id in waiting:
+            continue  # a job for it waits (or runs): a backlog, not a loss
+        if status == "queued" and not rt.store.plans.touch(plan_id):
             continue
         out["plans"].append(plan_id)
     settings = rt.store.settings.get()
@@ -64,11 +66,12 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
 
 
 def live_ids(queue: rq.Queue) -> set[int]:
-    """The record ids that have a job waiting in ``queue``, running, or scheduled for a retry
-    (what a lost Redis would have lost)."""
+    """The record ids that have a job waiting in ``queue`` or scheduled for a retry (what a
+    lost Redis would have lost). Started jobs do not count: a record whose job runs is
+    ``planning`` or ``building`` with a fresh lease, and the started entry of a job whose
+    worker was killed lingers in RQ for a minute and a half."""
     job_ids = set(queue.get_job_ids())
-    for registry in (queue.started_job_registry, queue.scheduled_job_registry,
-                     queue.deferred_job_registry):
+    for registry in (queue.scheduled_job_registry, queue.deferred_job_registry):
         job_ids.update(registry.get_job_ids(cleanup=False))
     found: set[int] = set()
     for job in Job.fetch_many(sorted(job_ids), connection=queue.connection,

@@ -5,9 +5,10 @@ RQ forks a work horse per job. Without this class every horse would import the p
 (networkx), configure logging and check the migrations anew — a few hundred milliseconds per
 job. Here the parent does it once and each horse inherits it through fork.
 
-RQ's work loop quits when Redis goes away (a restart, a network cut); under ``planfleet up``
-one exiting process stops the whole fleet. This class waits for Redis to answer and works
-again instead: jobs lost with Redis are re-enqueued from Postgres by the reconciler.
+RQ's work loop quits on an unexpected error — most often Redis going away (a restart, a
+network cut); under ``planfleet up`` one exiting process stops the whole fleet. This class
+waits for Redis to answer and works again instead (with a backoff if the loop keeps ending):
+jobs lost with Redis are re-enqueued from Postgres by the reconciler.
 
 On a warm shutdown (SIGTERM) it also asks the running horse to hand its build back (see
 :mod:`planfleet.workers.shutdown`) rather than waiting for the whole plan to be built.
@@ -47,16 +48,20 @@ class Worker(rq.Worker):
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         worked = False
+        delay = 0.5
         while True:
+            started = time.monotonic()
             try:
                 worked = super().work(*args, **kwargs) or worked
             except redis.exceptions.ConnectionError as exc:
                 log.warning("worker_teardown_failed", error=str(exc))
             if kwargs.get("burst") or self._stop_requested or self._shutdown_requested_date:
                 return worked
-            # the loop ended on an error: if Redis is gone, wait for it and work again
-            if self._redis_answers():
-                return worked  # something else went wrong: RQ logged it; exit as RQ would
+            # RQ's loop ended on an error (it logged it): most often Redis went away. Work
+            # again once Redis answers, backing off if the loop keeps ending at once.
+            delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+            log.warning("worker_loop_restarting", worker=self.name, wait=delay)
+            time.sleep(delay)
             self._wait_for_redis()
 
     def _redis_answers(self) -> bool:

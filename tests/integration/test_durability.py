@@ -270,3 +270,13 @@ def test_a_backlog_is_not_enqueued_again_only_lost_jobs_are(fleet: Fleet) -> Non
     fleet.queues.plan.empty()  # lost, as with a Redis restart
     assert sorted(reconcile.reconcile_once(fleet.rt)["inputs"]) == sorted(ids)
     assert fleet.queues.plan.count == 5
+
+
+def test_a_started_job_does_not_count_as_live(fleet: Fleet) -> None:
+    input_id = fleet.submit(fleet.task_file([{"id": "Z"}]))
+    assert reconcile.live_ids(fleet.queues.plan) == {input_id}
+    job = fleet.queues.plan.get_jobs()[0]
+    fleet.queues.plan.remove(job)
+    registry = fleet.queues.plan.started_job_registry  # as when its worker was killed
+    fleet.queues.connection.zadd(registry.key, {f"{job.id}:exec-1": time.time() + 60})
+    assert reconcile.live_ids(fleet.queues.plan) == set()

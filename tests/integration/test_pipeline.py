@@ -132,6 +132,7 @@ def test_manual_mode_at_each_hop(fleet: Fleet) -> None:
 
 
 def test_failure_skips_dependents_then_retry_runs_only_those(fleet: Fleet) -> None:
+    fleet.env.update(PLANFLEET_ON_EXHAUSTED="fail")  # (the default escalates to a person)
     fleet.workers()
     (fleet.records / "B.fail").write_text("")
     input_id = fleet.submit(fleet.task_file(diamond(0.05)))
@@ -260,6 +261,7 @@ def test_a_missing_script_fails_its_step_at_once_with_the_path(fleet: Fleet) -> 
 
 
 def test_per_task_attempts_and_timeout_override_the_defaults(fleet: Fleet) -> None:
+    fleet.env.update(PLANFLEET_ON_EXHAUSTED="fail")
     fleet.workers()
     input_id = fleet.submit(fleet.task_file([
         {"id": "ONCE", "max_attempts": 1, "args": {"sleep": 0, "fail_times": 5}},
@@ -271,7 +273,8 @@ def test_per_task_attempts_and_timeout_override_the_defaults(fleet: Fleet) -> No
     once = [s for s in steps if s.task_id == "ONCE"]
     slow = [s for s in steps if s.task_id == "SLOW"]
     assert len(once) == 1 and once[0].status is models.StepStatus.FAILED
-    assert len(slow) == 2 and all("timed out after 0.5 s" in (s.error or "") for s in slow)
+    assert len(slow) == 2 and "timed out after 0.5 s" in (slow[0].error or "")
+    assert "timed out after 1 s" in (slow[1].error or "")  # a timeout retries with twice as long
 
 
 def test_a_plan_job_retried_after_a_transient_fault_claims_its_input_again(fleet: Fleet) -> None:

@@ -71,8 +71,14 @@
   main.addEventListener("click", function (ev) {
     var b = ev.target.closest("button[data-url]");
     if (!b) return;
+    var body;
+    if (b.dataset.decision) {
+      body = {decision: b.dataset.decision};
+      var note = b.dataset.note && document.getElementById(b.dataset.note);
+      if (note && note.value.trim()) body.note = note.value.trim();
+    }
     b.disabled = true;
-    call(b.dataset.method, b.dataset.url)
+    call(b.dataset.method, b.dataset.url, body)
       .then(function (d) { say(d.message || "done"); })
       .catch(function (e) { say(e.message, true); })
       .finally(function () { b.disabled = false; refresh(); });
