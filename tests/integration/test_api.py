@@ -304,3 +304,43 @@ def test_openapi_schema_lists_the_seed_endpoints(client: TestClient) -> None:
     assert "put" in paths["/api/settings"] and "get" in paths["/api/settings"]
 
 
+
+
+def test_pause_resume_and_decide_through_the_api(client: TestClient, rt: Runtime) -> None:
+    plan_id = make_plan(rt, client)
+    r = client.post(f"/api/plans/{plan_id}/pause", headers=AUTH)
+    assert r.status_code == 409 and "ready_for_build" in r.json()["detail"]
+    rt.store.plans.queue(plan_id)
+    assert client.post(f"/api/plans/{plan_id}/pause", headers=AUTH).status_code == 200
+    assert rt.store.plans.get(plan_id).status is models.PlanStatus.PAUSED
+    assert client.post(f"/api/plans/{plan_id}/resume", headers=AUTH).status_code == 200
+    assert rt.store.plans.get(plan_id).status is models.PlanStatus.QUEUED
+    assert rt.queues.build.count == 1
+    # a step waiting for a person
+    assert rt.store.plans.claim(plan_id, "w", 30)
+    rt.store.steps.create(plan_id, [{"task_id": t, "script": "f/x", "solver": None, "args": {}}
+                                    for t in "AB"])
+    a = rt.store.steps.latest(plan_id)["A"]
+    rt.store.steps.dispatch(a.id, "21111111-2222-3333-4444-555555555555")
+    rt.store.steps.finish(a.id, models.StepStatus.BLOCKED, error="which db?",
+                          error_type="specification", question="Which database?")
+    assert rt.store.plans.block(plan_id, "w")
+    d = client.get(f"/api/plans/{plan_id}").json()
+    assert d["waiting_for_a_person"] == {"B": "A"}
+    blocked = next(s for s in d["steps"] if s["task_id"] == "A")
+    assert blocked["status"] == "blocked" and blocked["question"] == "Which database?"
+    url = f"/api/plans/{plan_id}/steps/A/decide"
+    assert client.post(url, json={"decision": "maybe"}, headers=AUTH).status_code == 422
+    r = client.post(url, json={"decision": "answer"}, headers=AUTH)
+    assert r.status_code == 409 and "needs its text" in r.json()["detail"]
+    r = client.post(url, json={"decision": "answer", "note": "Postgres"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    latest = rt.store.steps.latest(plan_id)["A"]
+    assert latest.attempt == 2 and latest.args["clarification"] == {
+        "question": "Which database?", "answer": "Postgres"}
+    assert rt.store.plans.get(plan_id).status is models.PlanStatus.QUEUED  # building again
+    r = client.post(url, json={"decision": "skip"}, headers=AUTH)
+    assert r.status_code == 409 and "not blocked" in r.json()["detail"]
+    r = client.post(f"/api/plans/{plan_id}/steps/ZZ/decide", json={"decision": "skip"},
+                    headers=AUTH)
+    assert r.status_code == 404

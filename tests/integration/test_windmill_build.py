@@ -216,3 +216,23 @@ def test_flow_mode_cancel_cancels_the_flow_job(fleet: Fleet, windmill: FakeWindm
     assert p.status is models.PlanStatus.CANCELLED
     wait_for(lambda: windmill.jobs[str(fleet.store.plans.flow_job(p.id))].canceled, timeout=20)
     wait_for(lambda: all(s.terminal for s in fleet.store.steps.latest(p.id).values()), 20)
+
+
+def test_outcome_classes_through_windmill(fleet: Fleet, windmill: FakeWindmill) -> None:
+    use_windmill(fleet, windmill)
+    fleet.workers()
+    content = fleet.task_file(
+        [{"id": "A", "solver": ["angrav", "jules"], "args": {"down": "angrav"}},
+         {"id": "B", "args": {"fail_times": 1, "raise": "TransientError"}}],
+        solvers={"angrav": {"script": "f/test/work"}, "jules": {"script": "f/test/work"}})
+    p = finished(fleet, plan_of(fleet, fleet.submit(content)).id)
+    assert p.status is models.PlanStatus.BUILT, p.error
+    a = [s for s in fleet.store.steps.all(p.id) if s.task_id == "A"]
+    assert [(s.solver, s.error_type) for s in a] == [("angrav", "agent_unavailable"),
+                                                      ("jules", None)]
+    b = [s for s in fleet.store.steps.all(p.id) if s.task_id == "B"]
+    assert b[0].error_type == "transient" and b[1].status is models.StepStatus.COMPLETED
+    # the second job got the first one's failure as feedback
+    second = windmill.jobs[str(b[1].windmill_job_id)].args
+    assert second["feedback"][0]["error"] == "TransientError: B failed (run 1)"
+    assert second["feedback"][0]["error_type"] == "transient"

@@ -13,7 +13,9 @@ answering as Windmill's OpenAPI spec and documentation say.
 - 401 without the right bearer token, 404 for another workspace.
 
 Scripts are registered by path; every script behaves by its args: ``sleep`` (seconds),
-``fail`` (always raise), ``fail_times`` (raise on the first n runs of that ``task_id``),
+``fail`` (always raise), ``fail_times`` (raise on the first n runs of that ``task_id``; the
+error is named by ``raise``, else ``Exception``), ``down`` (a solver name: raise
+``AgentUnavailable`` when the job's ``solver`` is that one),
 ``zombie`` (the first run is lost mid-way and Windmill runs the job again). Each execution is
 recorded in :attr:`FakeWindmill.executions`. Faults: :meth:`fail_next` (answer with an error
 status), :meth:`drop_next` (do the work, close the connection without answering),
@@ -336,8 +338,11 @@ class FakeWindmill:
             run = self._runs[key]
         if args.get("sleep"):
             time.sleep(float(args["sleep"]))
+        if args.get("down") and args.get("down") == args.get("solver"):
+            return False, {"error": {"name": "AgentUnavailable",
+                                     "message": f"agent {args['solver']} is not available"}}
         if args.get("fail") or run <= int(args.get("fail_times") or 0):
-            return False, {"error": {"name": "Exception",
+            return False, {"error": {"name": str(args.get("raise") or "Exception"),
                                      "message": f"{args.get('task_id')} failed (run {run})"}}
         return True, {"status": "ok", "task_id": args.get("task_id"), "run": run,
                       "args": args}
