@@ -183,6 +183,8 @@ class Step:
     question: str | None = None
     #: what a person decided about it
     decision: dict[str, Any] | None = None
+    #: the quality check's job, while the step needs_qa
+    qa_job_id: Any = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
@@ -192,7 +194,13 @@ class Step:
 
     @property
     def active(self) -> bool:
-        return self.status in (StepStatus.DISPATCHED, StepStatus.RUNNING)
+        """A job of it runs: the step's own, or its quality check."""
+        return self.status in (StepStatus.DISPATCHED, StepStatus.RUNNING, StepStatus.NEEDS_QA)
+
+    @property
+    def job(self) -> Any:
+        """The id of the job that decides what happens next (the check while it needs_qa)."""
+        return self.qa_job_id if self.status is StepStatus.NEEDS_QA else self.windmill_job_id
 
     @property
     def terminal(self) -> bool:

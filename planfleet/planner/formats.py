@@ -137,7 +137,8 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
     if len(raw_tasks) > MAX_TASKS:
         raise PlanningError([Problem("too_many", f"{len(raw_tasks)} tasks (at most {MAX_TASKS})")])
     for key in data:
-        if key not in ("project", "max_parallel", "solvers", "tasks", "description", "version"):
+        if key not in ("project", "max_parallel", "solvers", "tasks", "description", "version",
+                       "qa"):
             problems.append(Problem("bad_field", f"unknown top-level field {key!r}", field=str(key)))
     project = data.get("project")
     if project is not None and not isinstance(project, str | int):
@@ -145,11 +146,16 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
         project = None
     max_parallel = t.check_max_parallel(data.get("max_parallel"), problems)
     solvers = t.build_solvers(data.get("solvers"), problems)
+    qa = data.get("qa")
+    if qa is not None and (not isinstance(qa, str) or not qa.strip()):
+        problems.append(Problem("bad_field", "qa must be a script path such as "
+                                "f/planner/run_quality", field="qa"))
+        qa = None
     built = [t.build_task(raw, i, problems) for i, raw in enumerate(raw_tasks)]
     return _finish(
         kind, problems, [x for x in built if x is not None],
         project=None if project is None else str(project), max_parallel=max_parallel,
-        solvers=solvers,
+        solvers=solvers, qa=qa,
     )
 
 

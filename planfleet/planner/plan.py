@@ -34,6 +34,8 @@ class PlanTask(BaseModel):
     args: dict[str, Any]
     max_attempts: int | None = None
     timeout: float | None = None
+    #: the quality check the task's output goes through (None: none)
+    qa: str | None = None
 
 
 class Slot(BaseModel):
@@ -230,7 +232,7 @@ def plan(
             title=t.title, estimate=t.estimate, priority=t.priority, effective_priority=eff[i],
             depends_on=[ids[p] for p in g.pred[i]], solver=list(t.solver), script=script,
             parallel=t.parallel, args=dict(t.args), max_attempts=t.max_attempts,
-            timeout=t.timeout,
+            timeout=t.timeout, qa=(spec.qa if spec and spec.qa else None) or task_list.qa,
         )
     batches = waves(inst, s, result.key)
     immediate = [ids[i] for i in order if s.start[i] <= _EPS]

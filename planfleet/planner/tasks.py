@@ -73,6 +73,8 @@ class TaskList(BaseModel):
     project: str | None = None
     max_parallel: int | None = None
     solvers: dict[str, SolverSpec] = Field(default_factory=dict)
+    #: the quality check every task's output goes through (a solver's own ``qa`` wins)
+    qa: str | None = None
     tasks: tuple[TaskSpec, ...] = ()
 
 

@@ -214,7 +214,7 @@ ON CONFLICT DO NOTHING;
 -- The latest attempt of every task of a plan.
 SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windmill_job_id,
        script, solver, args, result, error, not_before, started_at, finished_at, error_type,
-       timeout, question, decision
+       timeout, question, decision, qa_job_id
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY task_id, attempt DESC;
 
@@ -222,7 +222,7 @@ ORDER BY task_id, attempt DESC;
 -- Every attempt of every task of a plan, in the order they started.
 SELECT id, plan_id, task_id, status, attempt, tries, windmill_job_id, script, solver, args,
        result, error, not_before, started_at, finished_at, error_type, timeout, question,
-       decision
+       decision, qa_job_id
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY started_at NULLS LAST, task_id, attempt;
 
@@ -245,7 +245,7 @@ RETURNING id;
 UPDATE steps SET status = %(status)s::planfleet_step_status, result = %(result)s,
     error = %(error)s, error_type = %(error_type)s, question = %(question)s,
     finished_at = now(), updated_at = now()
-WHERE id = %(id)s AND status IN ('dispatched', 'running')
+WHERE id = %(id)s AND status IN ('dispatched', 'running', 'needs_qa')
 RETURNING id;
 
 -- name: next_attempt
@@ -455,4 +455,12 @@ RETURNING id;
 -- paused | blocked -> queued (the caller enqueues the build).
 UPDATE plans SET status = 'queued', worker = NULL, heartbeat_at = NULL
 WHERE id = %(id)s AND status IN ('paused', 'blocked')
+RETURNING id;
+
+-- name: step_needs_qa
+-- dispatched | running -> needs_qa: the job succeeded, its output goes to the quality check
+-- (whose job id is written here before the check is submitted).
+UPDATE steps SET status = 'needs_qa', qa_job_id = %(qa_job_id)s, result = %(result)s,
+    updated_at = now()
+WHERE id = %(id)s AND status IN ('dispatched', 'running')
 RETURNING id;

@@ -417,6 +417,11 @@ class StepRepository:
         """pending -> dispatched with ``job_id``, committed before the job is submitted."""
         return self._db.matched("dispatch_step", {"id": step_id, "job_id": job_id})
 
+    def needs_qa(self, step_id: int, qa_job_id: Any, result: Any) -> bool:
+        """dispatched | running -> needs_qa, with the check's job id (before it is sent)."""
+        return self._db.matched("step_needs_qa", {"id": step_id, "qa_job_id": qa_job_id,
+                                                  "result": Jsonb(result)})
+
     def running(self, step_id: int) -> bool:
         return self._db.matched("step_running", {"id": step_id})
 

@@ -20,7 +20,7 @@ import structlog
 
 from planfleet import models
 from planfleet.config import Config
-from planfleet.dispatch import Dispatcher, JobState, Submission
+from planfleet.dispatch import Dispatcher, JobState, JobStatus, Submission
 from planfleet.schema.repositories import NextAttempt, Store
 from planfleet.workers import outcomes, retry, shutdown
 from planfleet.workers.circuits import Breakers
@@ -114,7 +114,7 @@ class Build:
     def _collect(self, steps: dict[str, models.Step]) -> tuple[bool, bool]:
         """Record what the running steps' jobs did. Returns (progress, reload): successes are
         applied to ``steps`` in memory; a failure asks for the steps to be read again."""
-        active = {s.windmill_job_id: s for s in steps.values() if s.active}
+        active = {s.job: s for s in steps.values() if s.active}
         if not active:
             return False, False
         progress = reload = False
@@ -124,17 +124,35 @@ class Build:
             if status.state is JobState.UNKNOWN:
                 # written down but never submitted (the worker died in between), or lost by
                 # the runner: submit now, under the same id (so at most one job)
-                self._submit([(step, job_id)])
+                if step.status is S.NEEDS_QA:
+                    self._submit_qa(step, job_id)
+                else:
+                    self._submit([(step, job_id)])
             elif (status.state is JobState.RUNNING and step.status is S.DISPATCHED
                   and step.started_at is not None
                   and (now - step.started_at).total_seconds() >= RUNNING_AFTER):
                 if self.store.steps.running(step.id):
                     steps[step.task_id] = dataclasses.replace(step, status=S.RUNNING)
+            elif (status.state is JobState.SUCCESS and step.status is S.NEEDS_QA
+                  and not _passed(status.result)):
+                findings = status.result.get("findings") if isinstance(status.result,
+                                                                         dict) else None
+                self._failed(step, outcomes.Outcome(
+                    "error", "qa", f"the quality check failed: {findings or status.result}",
+                    value=status.result), status.link)
+                reload = True
+            elif (status.state is JobState.SUCCESS and step.status is not S.NEEDS_QA
+                  and outcomes.classify(status).status != "error"
+                  and self.tasks[step.task_id].get("qa")):
+                self._check_quality(steps, step, status)
+                progress = True
             elif (status.state is JobState.SUCCESS
                   and outcomes.classify(status).status != "error"):
-                if self.store.steps.finish(step.id, S.COMPLETED, result={
-                        "value": status.result, "duration": status.duration,
-                        "link": status.link}):
+                result = {"value": status.result, "duration": status.duration,
+                          "link": status.link}
+                if step.status is S.NEEDS_QA:  # the check passed: the step's own output stays
+                    result = {**(step.result or {}), "qa": status.result}
+                if self.store.steps.finish(step.id, S.COMPLETED, result=result):
                     steps[step.task_id] = dataclasses.replace(step, status=S.COMPLETED)
                 else:
                     reload = True
@@ -146,13 +164,40 @@ class Build:
                 self._failed(step, outcomes.classify(status), status.link)
                 reload = True
             elif (step.started_at is not None and (now - step.started_at).total_seconds()
-                  > self._timeout(step.task_id, step) + TIMEOUT_GRACE):
+                  > self._timeout(step.task_id, step) + TIMEOUT_GRACE
+                  + (self.config.qa_timeout if step.status is S.NEEDS_QA else 0.0)):
                 self.dispatcher.cancel(job_id, "step timeout")
                 self._failed(step, outcomes.Outcome(
                     "error", outcomes.TIMEOUT,
                     f"timed out after {self._timeout(step.task_id, step):g} s"), None)
                 reload = True
         return progress, reload
+
+    def _check_quality(self, steps: dict[str, models.Step], step: models.Step,
+                       status: JobStatus) -> None:
+        """The job succeeded: its output goes to the task's quality check (needs_qa)."""
+        qa_job = uuid.uuid4()
+        result = {"value": status.result, "duration": status.duration, "link": status.link}
+        if not self.store.steps.needs_qa(step.id, qa_job, result):
+            return
+        step = dataclasses.replace(step, status=S.NEEDS_QA, qa_job_id=qa_job, result=result)
+        steps[step.task_id] = step
+        self.log.info("step_needs_qa", action="build", task_id=step.task_id, step_id=step.id,
+                      qa=self.tasks[step.task_id]["qa"])
+        self._submit_qa(step, qa_job)
+
+    def _submit_qa(self, step: models.Step, qa_job: uuid.UUID) -> None:
+        task = self.tasks[step.task_id]
+        output = (step.result or {}).get("value")
+        args = {"task_id": step.task_id, "plan_id": self.plan_id, "title": task["title"],
+                "output": output, "args": dict(step.args)}
+        errors = self.dispatcher.submit_many(
+            [Submission(qa_job, task["qa"], args, self.config.qa_timeout)])
+        exc = errors.get(qa_job)
+        if exc is not None and exc.permanent:
+            self._failed(step, outcomes.Outcome("error", "qa", f"the quality check {task['qa']} "
+                                                f"could not run: {exc}"), None)
+            self._failed_submit = True
 
     def _timeout(self, task_id: str, step: models.Step | None = None) -> float:
         if step is not None and step.timeout:
@@ -405,7 +450,7 @@ class Build:
             steps = self.store.steps.latest(self.plan_id)
             for s in steps.values():
                 if s.active:
-                    self.dispatcher.cancel(s.windmill_job_id, "plan cancelled")
+                    self.dispatcher.cancel(s.job, "plan cancelled")
                     self.store.steps.finish(s.id, S.CANCELLED, error="plan cancelled")
             self.store.steps.cancel_pending(self.plan_id, "plan cancelled")
             self.log.info("build_cancelled", action="build")
@@ -418,3 +463,10 @@ def _done(step: models.Step) -> bool:
     """Completed, or skipped by a person (its dependents go on as if it were done)."""
     return step.status is S.COMPLETED or (
         step.status is S.SKIPPED and (step.decision or {}).get("decision") == "skip")
+
+
+def _passed(result: Any) -> bool:
+    """A quality check's verdict: ``{"passed": true, ...}`` (or a bare ``true``)."""
+    if isinstance(result, dict):
+        return result.get("passed") is True
+    return result is True

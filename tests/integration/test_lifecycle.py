@@ -156,7 +156,7 @@ def test_pause_lets_running_steps_finish_and_starts_nothing_until_resumed(
              for i in range(3)]
     for t in chain:
         t["args"]["sleep"] = 0.0
-    chain[1]["args"].update(mode="timeout", fail_times=1, sleep=1.0)  # T1 runs for a second
+    chain[1]["args"].update(mode="timeout", fail_times=1, sleep=4.0)  # T1 runs for a while
     p = plan_of(fleet, fleet.submit(fleet.task_file(chain)))
     wait_for(lambda: fleet.store.steps.latest(p.id).get("T1") is not None
              and fleet.store.steps.latest(p.id)["T1"].active, timeout=30)
@@ -180,3 +180,22 @@ def test_on_exhausted_fail_keeps_the_old_behaviour(fleet: Fleet) -> None:
     p = finished(fleet, p.id)
     assert p.status is models.PlanStatus.FAILED
     assert fleet.store.steps.latest(p.id)["B"].status is S.SKIPPED
+
+
+def test_a_failed_quality_check_retries_the_step_with_its_findings(fleet: Fleet) -> None:
+    fleet.workers()
+    content = fleet.task_file(
+        [{"id": "A", "args": {"sleep": 0, "qa_pass_from": 2}},
+         {"id": "B", "depends_on": ["A"], "args": {"sleep": 0}}], qa="f/test/qa")
+    p = finished(fleet, plan_of(fleet, fleet.submit(content)).id)
+    assert p.status is models.PlanStatus.BUILT, p.error
+    a = attempts(fleet, p.id, "A")
+    assert [s.status for s in a] == [S.FAILED, S.COMPLETED]
+    assert a[0].error_type == "qa"
+    assert "A: output of run 1 is incomplete" in (a[0].error or "")
+    assert a[1].result["qa"] == {"passed": True, "findings": []}
+    assert a[1].result["value"]["executions"] == 2  # the step's own output is kept
+    assert a[1].qa_job_id is not None and a[1].qa_job_id != a[1].windmill_job_id
+    events = [e.message for e in fleet.store.events.list(plan_id=p.id, kind="step_status")]
+    assert "A running -> needs_qa" in events or "A dispatched -> needs_qa" in events
+    assert "A needs_qa -> completed" in events

@@ -47,7 +47,7 @@ def _main_params(script: Path) -> dict[str, bool]:
 
 def test_every_script_has_metadata_matching_its_main() -> None:
     scripts = sorted(ASSETS.glob("f/**/*.py"))
-    assert {s.stem for s in scripts} == {"solver_dispatch", "planner_dispatch"}
+    assert {s.stem for s in scripts} == {"solver_dispatch", "planner_dispatch", "run_quality"}
     for script in scripts:
         meta = yaml.safe_load(script.with_suffix(".script.yaml").read_text())
         schema = meta["schema"]

@@ -7,4 +7,6 @@ ALTER TABLE steps
     -- what a person is asked while the step is blocked
     ADD COLUMN question   text  NULL,
     -- what a person decided about a blocked step: {"decision": retry|skip|fail|answer, ...}
-    ADD COLUMN decision   jsonb NULL;
+    ADD COLUMN decision   jsonb NULL,
+    -- the quality check's job (needs_qa), written before it is submitted
+    ADD COLUMN qa_job_id  uuid  NULL UNIQUE;
