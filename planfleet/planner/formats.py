@@ -138,7 +138,7 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
         raise PlanningError([Problem("too_many", f"{len(raw_tasks)} tasks (at most {MAX_TASKS})")])
     for key in data:
         if key not in ("project", "max_parallel", "solvers", "tasks", "description", "version",
-                       "qa"):
+                       "qa", "policy"):
             problems.append(Problem("bad_field", f"unknown top-level field {key!r}", field=str(key)))
     project = data.get("project")
     if project is not None and not isinstance(project, str | int):
@@ -151,11 +151,12 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
         problems.append(Problem("bad_field", "qa must be a script path such as "
                                 "f/planner/run_quality", field="qa"))
         qa = None
+    policy = t.build_policy(data.get("policy"), problems)
     built = [t.build_task(raw, i, problems) for i, raw in enumerate(raw_tasks)]
     return _finish(
         kind, problems, [x for x in built if x is not None],
         project=None if project is None else str(project), max_parallel=max_parallel,
-        solvers=solvers, qa=qa,
+        solvers=solvers, qa=qa, policy=policy,
     )
 
 

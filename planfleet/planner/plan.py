@@ -69,6 +69,8 @@ class Plan(BaseModel):
     explanation: dict[str, str]
     tasks: dict[str, PlanTask]
     search: dict[str, Any] = Field(default_factory=dict)
+    #: the task file's own step policy (what it leaves out is the fleet's)
+    policy: dict[str, Any] = Field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Counts and headline numbers (stored beside the plan)."""
@@ -237,6 +239,7 @@ def plan(
     batches = waves(inst, s, result.key)
     immediate = [ids[i] for i in order if s.start[i] <= _EPS]
     return Plan(
+        policy=task_list.policy.model_dump(exclude_none=True),
         project=task_list.project,
         format=task_list.format,
         max_parallel=m,

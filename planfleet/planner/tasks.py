@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planfleet import defaults
 from planfleet.planner.errors import Problem
@@ -46,6 +46,17 @@ class SolverSpec(BaseModel):
     qa: str | None = None
 
 
+class Policy(BaseModel):
+    """A task file's own step policy (what it leaves out is the fleet's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_attempts: int | None = Field(None, ge=1, le=100)
+    retry_base: float | None = Field(None, ge=0, le=86_400)
+    retry_cap: float | None = Field(None, ge=0, le=7 * 86_400)
+    timeout_factor: float | None = Field(None, ge=1, le=100)
+    on_exhausted: Literal["escalate", "fail"] | None = None
+
+
 class TaskSpec(BaseModel):
     """One task, normalised (estimate in minutes, priority a number, solvers a list)."""
 
@@ -75,6 +86,7 @@ class TaskList(BaseModel):
     solvers: dict[str, SolverSpec] = Field(default_factory=dict)
     #: the quality check every task's output goes through (a solver's own ``qa`` wins)
     qa: str | None = None
+    policy: Policy = Field(default_factory=Policy)
     tasks: tuple[TaskSpec, ...] = ()
 
 
@@ -273,3 +285,22 @@ def check_max_parallel(value: Any, problems: list[Problem]) -> int | None:
         )
         return None
     return value
+
+
+def build_policy(raw: Any, problems: list[Problem]) -> Policy:
+    """The ``policy`` mapping of a task file, or the fleet's when absent or wrong."""
+    if raw is None:
+        return Policy()
+    if not isinstance(raw, dict):
+        problems.append(Problem("bad_field", "policy must be a mapping (max_attempts, "
+                                "retry_base, retry_cap, timeout_factor, on_exhausted)",
+                                field="policy"))
+        return Policy()
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err["loc"])
+            problems.append(Problem("bad_field", f"policy.{where}: {err['msg']}",
+                                    field=f"policy.{where}"))
+        return Policy()

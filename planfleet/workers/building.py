@@ -54,6 +54,11 @@ class Build:
         self.tasks: dict[str, dict[str, Any]] = doc["tasks"]
         self.m: int = doc["max_parallel"]
         self.solvers: dict[str, dict[str, Any]] = doc.get("solvers") or {}
+        #: the task file's policy over the fleet's
+        self.policy: dict[str, Any] = {
+            "max_attempts": config.step_max_attempts, "retry_base": config.step_retry_base,
+            "retry_cap": config.step_retry_cap, "timeout_factor": config.timeout_factor,
+            "on_exhausted": config.on_exhausted, **(doc.get("policy") or {})}
         self.caps: dict[str, int] = {
             name: spec["capacity"] for name, spec in (doc.get("solvers") or {}).items()
             if spec.get("capacity")
@@ -216,9 +221,9 @@ class Build:
             "result": outcome.value}]
         nxt = NextAttempt(extra={"feedback": feedback})
         max_attempts = (self.tasks[step.task_id].get("max_attempts")
-                        or self.config.step_max_attempts)
+                        or self.policy["max_attempts"])
         decision = retry.decide(step.tries, max_attempts=max_attempts,
-                                base=self.config.step_retry_base, cap=self.config.step_retry_cap)
+                                base=self.policy["retry_base"], cap=self.policy["retry_cap"])
         question = None
         if kind == outcomes.SPECIFICATION:
             question = outcome.question or error
@@ -228,11 +233,11 @@ class Build:
                               extra={"feedback": feedback, "solver": solver})
             decision = retry.Decision(retry=True, delay=0.0)  # another agent: at once
         elif kind == outcomes.TIMEOUT and decision.retry:
-            longer = min(self._timeout(step.task_id, step) * self.config.timeout_factor,
+            longer = min(self._timeout(step.task_id, step) * self.policy["timeout_factor"],
                          self.config.timeout_cap)
             nxt = NextAttempt(timeout=longer, extra={"feedback": feedback})
         if question is None and not decision.retry:
-            if self.config.on_exhausted == "fail":
+            if self.policy["on_exhausted"] == "fail":
                 self.store.steps.finish(step.id, S.FAILED, error=error, result=result,
                                         error_type=kind)
                 self.log.warning("step_failed", action="build", task_id=step.task_id,

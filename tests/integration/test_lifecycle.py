@@ -199,3 +199,22 @@ def test_a_failed_quality_check_retries_the_step_with_its_findings(fleet: Fleet)
     events = [e.message for e in fleet.store.events.list(plan_id=p.id, kind="step_status")]
     assert "A running -> needs_qa" in events or "A dispatched -> needs_qa" in events
     assert "A needs_qa -> completed" in events
+
+
+def test_a_task_files_policy_overrides_the_fleets(fleet: Fleet) -> None:
+    fleet.workers()  # the fleet escalates after 3 attempts; this file fails after 2
+    content = fleet.task_file(
+        [task("A", mode="error", fail_times=9), task("B", depends_on=["A"])],
+        policy={"max_attempts": 2, "retry_base": 0.01, "on_exhausted": "fail"})
+    p = finished(fleet, plan_of(fleet, fleet.submit(content)).id)
+    assert p.status is models.PlanStatus.FAILED
+    assert len(attempts(fleet, p.id, "A")) == 2
+    assert fleet.store.steps.latest(p.id)["B"].status is S.SKIPPED
+
+
+def test_a_bad_policy_is_a_clear_planning_error(fleet: Fleet) -> None:
+    fleet.worker("plan_queue")
+    input_id = fleet.submit(b"policy: {max_attempts: 0, on_exhausted: shrug}\ntasks: [{id: A}]\n")
+    wait_for(lambda: fleet.store.inputs.get(input_id).status is models.InputStatus.FAILED, 30)
+    error = fleet.store.inputs.get(input_id).error or ""
+    assert "policy.max_attempts" in error and "policy.on_exhausted" in error
