@@ -76,8 +76,7 @@ def plan_page(request: Request, plan_id: int) -> HTMLResponse:
         request, "plan.html", p=p, doc=doc, steps=latest, attempts=rt.store.steps.all(plan_id),
         gantt=charts.gantt(doc, latest), dag=charts.dag(doc, latest),
         waiting=charts.waiting_on_people(doc, latest),
-        circuits=[c for c in rt.store.circuits.get(scripts).values()
-                  if c.state != "closed" or c.failures],
+        circuits=[c for c in rt.store.circuits.get(scripts).values() if c.state != "closed"],
         events=rt.store.events.list(plan_id=plan_id, limit=30))
 
 

@@ -212,8 +212,9 @@ class Build:
     def _failed(self, step: models.Step, outcome: outcomes.Outcome, link: str | None) -> None:
         """Act on a failed attempt by its class: retry (with feedback, a longer timeout or the
         next solver), or block it for a person (a question, or attempts exhausted)."""
-        self.breakers.failed(step.script, outcome.message or "failed")
         kind = outcome.error_type or outcomes.ERROR
+        if kind not in (outcomes.SPECIFICATION, "qa"):  # a question or a verdict: not a fault
+            self.breakers.failed(step.script, outcome.message or "failed")
         error = outcome.message or "failed"
         result = {"value": outcome.value, "link": link}
         feedback = [*(step.args.get("feedback") or []), {

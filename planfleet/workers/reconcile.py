@@ -24,6 +24,8 @@ from planfleet import defaults
 from planfleet.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+#: Seconds a scheduled retry may be overdue before it no longer counts as a live job.
+OVERDUE = 60.0
 
 
 def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
@@ -66,13 +68,16 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
 
 
 def live_ids(queue: rq.Queue) -> set[int]:
-    """The record ids that have a job waiting in ``queue`` or scheduled for a retry (what a
-    lost Redis would have lost). Started jobs do not count: a record whose job runs is
-    ``planning`` or ``building`` with a fresh lease, and the started entry of a job whose
+    """The record ids that have a job waiting in ``queue`` or scheduled for a retry that is
+    not long overdue (what a lost Redis would have lost). Started jobs do not count: a record
+    whose job runs is ``planning`` or ``building`` with a fresh lease, and the started entry of a job whose
     worker was killed lingers in RQ for a minute and a half."""
     job_ids = set(queue.get_job_ids())
-    for registry in (queue.scheduled_job_registry, queue.deferred_job_registry):
-        job_ids.update(registry.get_job_ids(cleanup=False))
+    job_ids.update(queue.deferred_job_registry.get_job_ids(cleanup=False))
+    # scheduled retries count while due soon; long overdue, no scheduler is moving them
+    scheduled = queue.scheduled_job_registry
+    for entry in queue.connection.zrangebyscore(scheduled.key, time.time() - OVERDUE, "+inf"):
+        job_ids.add(entry.decode() if isinstance(entry, bytes) else str(entry))
     found: set[int] = set()
     for job in Job.fetch_many(sorted(job_ids), connection=queue.connection,
                               serializer=queue.serializer):

@@ -32,8 +32,14 @@ from planfleet.workers import jobs, shutdown
 log = structlog.get_logger(__name__)
 
 
+#: Seconds between RQ's maintenance passes (600 by default), which also restart a scheduler
+#: that died (killed with its worker, or lost with Redis): retries wait at most this long.
+MAINTENANCE_INTERVAL = 30
+
+
 class Worker(rq.Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         super().__init__(*args, **kwargs)
         shutdown.install()
         jobs.preload()

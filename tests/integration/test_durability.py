@@ -280,3 +280,14 @@ def test_a_started_job_does_not_count_as_live(fleet: Fleet) -> None:
     registry = fleet.queues.plan.started_job_registry  # as when its worker was killed
     fleet.queues.connection.zadd(registry.key, {f"{job.id}:exec-1": time.time() + 60})
     assert reconcile.live_ids(fleet.queues.plan) == set()
+
+
+def test_a_long_overdue_scheduled_retry_does_not_count_as_live(fleet: Fleet) -> None:
+    input_id = fleet.submit(fleet.task_file([{"id": "R"}]))
+    job = fleet.queues.plan.get_jobs()[0]
+    fleet.queues.plan.remove(job)
+    key = fleet.queues.plan.scheduled_job_registry.key
+    fleet.queues.connection.zadd(key, {job.id: time.time() + 5})  # a retry due soon
+    assert reconcile.live_ids(fleet.queues.plan) == {input_id}
+    fleet.queues.connection.zadd(key, {job.id: time.time() - reconcile.OVERDUE - 5})
+    assert reconcile.live_ids(fleet.queues.plan) == set()  # no scheduler moves it

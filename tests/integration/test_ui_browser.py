@@ -181,3 +181,26 @@ def test_actions_without_the_token_are_refused_with_the_reason(
 
 def test_browser_is_debians(page: Any) -> None:
     assert shutil.which("chromium") == CHROMIUM
+
+
+def test_a_blocked_step_is_answered_from_its_plan_page(fleet: Fleet, server: str,
+                                                       page: Any) -> None:
+    from playwright.sync_api import expect
+
+    fleet.workers()
+    input_id = fleet.submit(fleet.task_file([
+        {"id": "A", "script": "f/test/lifecycle", "args": {"mode": "spec"}},
+        {"id": "B", "depends_on": ["A"], "args": {"sleep": 0}}]))
+    plan = wait_for(lambda: next((p for p in fleet.store.plans.list()
+                                  if p.pending_input_id == input_id
+                                  and p.status is models.PlanStatus.BLOCKED), None), timeout=60)
+    assert isinstance(plan, models.PlanRecord)
+    page.goto(f"{server}/plans/{plan.id}#token={TOKEN}")
+    blocked = page.locator("#blocked")
+    expect(blocked).to_contain_text("Which database should the migration target?")
+    expect(page.locator("#main")).to_contain_text("Waiting for A, which waits for a person.")
+    shot(page, "7-blocked")
+    page.locator("#note-A").fill("Postgres 15")
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("h1")).to_contain_text("built", timeout=60_000)
+    assert fleet.executions(plan.id, "A")[1]["clarification"]["answer"] == "Postgres 15"
