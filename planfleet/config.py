@@ -74,6 +74,9 @@ class Config(BaseSettings):
     #: a timed-out step's next attempt gets this many times its timeout, up to the cap
     timeout_factor: float = Field(defaults.TIMEOUT_FACTOR, ge=1)
     timeout_cap: float = Field(defaults.TIMEOUT_CAP, gt=0)
+    #: seconds past a step's timeout before the build worker gives up on its job and cancels
+    #: it (the runner's own timeout should fire first)
+    timeout_grace: float = Field(defaults.TIMEOUT_GRACE, ge=0)
     #: seconds a quality check may run
     qa_timeout: float = Field(defaults.QA_TIMEOUT, gt=0)
     #: when a step's attempts are used up: ``escalate`` (blocked, a person decides) or ``fail``

@@ -76,6 +76,8 @@ STEP_RETRY_BASE = 30.0
 STEP_RETRY_CAP = 3600.0
 #: Seconds a step may run before it is failed as timed out.
 STEP_TIMEOUT = 1800.0
+#: Seconds past a step's timeout before the build worker cancels its job itself.
+TIMEOUT_GRACE = 10.0
 #: Seconds a quality check (a task's ``qa`` script) may run.
 QA_TIMEOUT = 300.0
 #: A timed-out step's next attempt gets its timeout multiplied by this ...

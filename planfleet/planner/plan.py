@@ -71,6 +71,9 @@ class Plan(BaseModel):
     search: dict[str, Any] = Field(default_factory=dict)
     #: the task file's own step policy (what it leaves out is the fleet's)
     policy: dict[str, Any] = Field(default_factory=dict)
+    #: the solvers in the file's order (a fallback order; ``solvers`` is a mapping, and a
+    #: stored JSON object keeps no order)
+    solver_order: list[str] = Field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Counts and headline numbers (stored beside the plan)."""
@@ -240,6 +243,7 @@ def plan(
     immediate = [ids[i] for i in order if s.start[i] <= _EPS]
     return Plan(
         policy=task_list.policy.model_dump(exclude_none=True),
+        solver_order=list(task_list.solvers),
         project=task_list.project,
         format=task_list.format,
         max_parallel=m,

@@ -27,8 +27,6 @@ from planfleet.workers.circuits import Breakers
 
 log = structlog.get_logger(__name__)
 S = models.StepStatus
-#: Seconds past a step's timeout before the worker itself gives up on its job.
-TIMEOUT_GRACE = 10.0
 #: Seconds a step is dispatched before it is recorded as running (a step that ends sooner
 #: goes from dispatched straight to its outcome: one statement fewer per short step).
 RUNNING_AFTER = 1.0
@@ -54,6 +52,7 @@ class Build:
         self.tasks: dict[str, dict[str, Any]] = doc["tasks"]
         self.m: int = doc["max_parallel"]
         self.solvers: dict[str, dict[str, Any]] = doc.get("solvers") or {}
+        self.solver_order: list[str] = doc.get("solver_order") or list(self.solvers)
         #: the task file's policy over the fleet's
         self.policy: dict[str, Any] = {
             "max_attempts": config.step_max_attempts, "retry_base": config.step_retry_base,
@@ -169,7 +168,7 @@ class Build:
                 self._failed(step, outcomes.classify(status), status.link)
                 reload = True
             elif (step.started_at is not None and (now - step.started_at).total_seconds()
-                  > self._timeout(step.task_id, step) + TIMEOUT_GRACE
+                  > self._timeout(step.task_id, step) + self.config.timeout_grace
                   + (self.config.qa_timeout if step.status is S.NEEDS_QA else 0.0)):
                 self.dispatcher.cancel(job_id, "step timeout")
                 self._failed(step, outcomes.Outcome(
@@ -264,8 +263,11 @@ class Build:
                          delay=round(decision.delay, 3))
 
     def _next_solver(self, step: models.Step) -> tuple[str, str] | None:
-        """The solver after this step's one in the task's fallback list, and its script."""
-        chain: list[str] = self.tasks[step.task_id]["solver"] or []
+        """The solver after this step's one in the task's fallback list (a task naming one
+        solver falls back along the task file's ``solvers`` order), and its script."""
+        chain: list[str] = list(self.tasks[step.task_id]["solver"] or [])
+        if len(chain) <= 1:
+            chain = self.solver_order or chain
         if step.solver not in chain or chain.index(step.solver) + 1 >= len(chain):
             return None
         nxt = chain[chain.index(step.solver) + 1]

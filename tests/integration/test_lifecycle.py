@@ -218,3 +218,27 @@ def test_a_bad_policy_is_a_clear_planning_error(fleet: Fleet) -> None:
     wait_for(lambda: fleet.store.inputs.get(input_id).status is models.InputStatus.FAILED, 30)
     error = fleet.store.inputs.get(input_id).error or ""
     assert "policy.max_attempts" in error and "policy.on_exhausted" in error
+
+
+def test_a_single_solver_task_falls_back_along_the_files_solvers(fleet: Fleet) -> None:
+    fleet.workers()
+    content = fleet.task_file(
+        [task("A", mode="agent", down="angrav", solver="angrav")],
+        solvers={"angrav": {"script": LIFE}, "jules": {"script": LIFE}})
+    p = finished(fleet, plan_of(fleet, fleet.submit(content)).id)
+    assert p.status is models.PlanStatus.BUILT, p.error
+    assert [s.solver for s in attempts(fleet, p.id, "A")] == ["angrav", "jules"]
+
+
+def test_a_paused_plan_can_be_cancelled(fleet: Fleet) -> None:
+    fleet.workers()
+    p = plan_of(fleet, fleet.submit(fleet.task_file(
+        [task("A", mode="timeout", fail_times=1, sleep=3.0), task("B", depends_on=["A"])])))
+    wait_for(lambda: (s := fleet.store.steps.latest(p.id).get("A")) is not None and s.active,
+             timeout=30)
+    assert fleet.cli("pause", str(p.id)).returncode == 0
+    assert fleet.cli("cancel", str(p.id)).returncode == 0
+    p = finished(fleet, p.id)
+    assert p.status is models.PlanStatus.CANCELLED
+    wait_for(lambda: all(s.terminal for s in fleet.store.steps.latest(p.id).values()), 30)
+    assert fleet.store.steps.latest(p.id)["B"].status is S.CANCELLED

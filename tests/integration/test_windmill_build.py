@@ -236,3 +236,36 @@ def test_outcome_classes_through_windmill(fleet: Fleet, windmill: FakeWindmill) 
     second = windmill.jobs[str(b[1].windmill_job_id)].args
     assert second["feedback"][0]["error"] == "TransientError: B failed (run 1)"
     assert second["feedback"][0]["error_type"] == "transient"
+
+
+def test_a_question_through_windmill_is_answered_and_the_plan_goes_on(
+        fleet: Fleet, windmill: FakeWindmill) -> None:
+    use_windmill(fleet, windmill)
+    fleet.workers()
+    content = fleet.task_file([
+        {"id": "A", "args": {"fail_times": 1, "raise": "SpecificationError"}},
+        {"id": "B", "depends_on": ["A"]}])
+    p = plan_of(fleet, fleet.submit(content))
+    wait_for(lambda: fleet.store.plans.get(p.id).status is models.PlanStatus.BLOCKED, 60)
+    a = fleet.store.steps.latest(p.id)["A"]
+    assert a.error_type == "specification" and "A failed (run 1)" in (a.question or "")
+    assert fleet.cli("decide", str(p.id), "A", "answer", "--note", "use SQLite").returncode == 0
+    p = finished(fleet, p.id)
+    assert p.status is models.PlanStatus.BUILT
+    second = windmill.jobs[str(fleet.store.steps.latest(p.id)["A"].windmill_job_id)].args
+    assert second["clarification"]["answer"] == "use SQLite"
+
+
+def test_a_windmill_job_past_its_timeout_is_cancelled_and_retried_longer(
+        fleet: Fleet, windmill: FakeWindmill) -> None:
+    use_windmill(fleet, windmill, PLANFLEET_TIMEOUT_GRACE="0.2", PLANFLEET_ON_EXHAUSTED="fail")
+    fleet.workers()
+    content = fleet.task_file([{"id": "A", "timeout": 0.5, "max_attempts": 2,
+                                "args": {"sleep": 3}}])
+    p = finished(fleet, plan_of(fleet, fleet.submit(content)).id)
+    assert p.status is models.PlanStatus.FAILED
+    a = [s for s in fleet.store.steps.all(p.id) if s.task_id == "A"]
+    assert [(s.error_type, s.timeout) for s in a] == [("timeout", None), ("timeout", 1.0)]
+    assert "timed out after 1 s" in (a[1].error or "")
+    for s in a:  # each job was cancelled in Windmill
+        assert windmill.jobs[str(s.windmill_job_id)].canceled
