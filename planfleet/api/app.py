@@ -123,8 +123,9 @@ def _mount_rq_dashboard(app: FastAPI, config: Config) -> None:
         log.info("rq_dashboard_unavailable", error=str(exc))
         return
     flask_app = make_flask_app(config=None, username=None, password=None, url_prefix="")
+    # it has no authentication of its own: no deleting jobs from it
     flask_app.config.update(RQ_DASHBOARD_REDIS_URL=config.redis_url,
-                            RQ_DASHBOARD_POLL_INTERVAL=2500)
+                            RQ_DASHBOARD_POLL_INTERVAL=2500, RQ_DASHBOARD_DISABLE_DELETE=True)
     web.config.serializer = JSONSerializer  # the dashboard's own module-level setting
     web.setup_rq_connection(flask_app)
     app.mount("/rq", WSGIMiddleware(flask_app))  # type: ignore[arg-type]
