@@ -331,8 +331,7 @@ def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
             out.print(f"BLOCKED {st.task_id}: {st.question}  -> planfleet decide {plan_id} "
                       f"{st.task_id} retry|skip|fail|answer --note …", markup=False,
                       soft_wrap=True)
-    scripts = sorted({t["script"] for t in (p.plan or {}).get("tasks", {}).values()})
-    for c in rt.store.circuits.get(scripts).values():
+    for c in rt.store.circuits.get(p.scripts).values():
         if c.state != "closed" or c.failures:
             out.print(f"circuit {c.script}: {c.state}, {c.failures} consecutive failures"
                       + (f", last: {c.last_error[:120]}" if c.last_error else ""), markup=False,

@@ -150,6 +150,11 @@ class PlanRecord:
     updated_at: dt.datetime
     plan: dict[str, Any] | None = None
 
+    @property
+    def scripts(self) -> list[str]:
+        """The scripts its tasks run (when loaded with its plan document)."""
+        return sorted({t["script"] for t in (self.plan or {}).get("tasks", {}).values()})
+
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
         row = dict(row)

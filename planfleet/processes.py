@@ -16,6 +16,21 @@ def alive(pid: int) -> bool:
     return True
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of process ``pid`` (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def tagged(name: str, value: str) -> list[int]:
     """Processes (other than this one) whose environment has ``name=value``."""
     needle = f"{name}={value}".encode()

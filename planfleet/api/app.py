@@ -84,25 +84,19 @@ def create_app(rt: Runtime | None = None, *, config: Config | None = None,
     def error(status: int, detail: str, **extra: Any) -> JSONResponse:
         return JSONResponse({"detail": detail, **extra}, status_code=status)
 
-    @app.exception_handler(exceptions.NotFound)
-    async def not_found(request: Request, exc: exceptions.NotFound) -> JSONResponse:
-        return error(404, str(exc))
-
-    @app.exception_handler(exceptions.InvalidTransition)
-    async def conflict(request: Request, exc: exceptions.InvalidTransition) -> JSONResponse:
-        return error(409, str(exc))
+    # what planfleet raises and the status a client gets (the most specific class wins)
+    statuses: dict[type[Exception], int] = {
+        exceptions.NotFound: 404, exceptions.InvalidTransition: 409,
+        exceptions.DatabaseUnavailable: 503, exceptions.QueueUnavailable: 503,
+    }
+    for cls, status in statuses.items():
+        async def handle(request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return error(status, str(exc))
+        app.add_exception_handler(cls, handle)
 
     @app.exception_handler(PlanningError)
     async def invalid(request: Request, exc: PlanningError) -> JSONResponse:
         return error(422, str(exc), problems=[p.to_dict() for p in exc.problems])
-
-    @app.exception_handler(exceptions.DatabaseUnavailable)
-    async def db_down(request: Request, exc: exceptions.DatabaseUnavailable) -> JSONResponse:
-        return error(503, str(exc))
-
-    @app.exception_handler(exceptions.QueueUnavailable)
-    async def redis_down(request: Request, exc: exceptions.QueueUnavailable) -> JSONResponse:
-        return error(503, str(exc))
 
     @app.exception_handler(psycopg.DataError)
     async def bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:

@@ -67,7 +67,7 @@ def dag(doc: dict[str, Any], steps: Mapping[str, models.Step]) -> str:
     tasks: dict[str, dict[str, Any]] = doc.get("tasks") or {}
     order = list(doc.get("priority_order") or tasks)
     depth: dict[str, int] = {}
-    for t in _topological(tasks):
+    for t in _dependency_order(doc):
         depth[t] = 1 + max((depth[d] for d in tasks[t]["depends_on"] if d in depth), default=-1)
     shown = set(sorted(tasks, key=lambda t: (depth.get(t, 0), order.index(t)
                                              if t in order else 0))[:MAX_ROWS])
@@ -102,23 +102,9 @@ def dag(doc: dict[str, Any], steps: Mapping[str, models.Step]) -> str:
     return "".join(out)
 
 
-def _topological(tasks: dict[str, dict[str, Any]]) -> list[str]:
-    indegree = {t: sum(1 for d in v["depends_on"] if d in tasks) for t, v in tasks.items()}
-    children: dict[str, list[str]] = {t: [] for t in tasks}
-    for t, v in tasks.items():
-        for d in v["depends_on"]:
-            if d in tasks:
-                children[d].append(t)
-    ready = [t for t, n in indegree.items() if n == 0]
-    out = []
-    while ready:
-        t = ready.pop()
-        out.append(t)
-        for c in children[t]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                ready.append(c)
-    return out
+def _dependency_order(doc: dict[str, Any]) -> list[str]:
+    """The plan's tasks, each after its dependencies: its waves, one after the other."""
+    return [t for wave in doc.get("batches") or [] for t in wave]
 
 
 def waiting_on_people(doc: dict[str, Any], steps: Mapping[str, models.Step]) -> dict[str, str]:
@@ -127,7 +113,7 @@ def waiting_on_people(doc: dict[str, Any], steps: Mapping[str, models.Step]) -> 
     tasks: dict[str, dict[str, Any]] = doc.get("tasks") or {}
     blocked = {t for t, s in steps.items() if s.status is models.StepStatus.BLOCKED}
     out: dict[str, str] = {}
-    for t in _topological(tasks):
+    for t in _dependency_order(doc):
         step = steps.get(t)
         if step is not None and step.status is not models.StepStatus.PENDING:
             continue

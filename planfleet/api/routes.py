@@ -81,13 +81,19 @@ def list_inputs(rt: Rt, status: models.InputStatus | None = None, limit: Limit =
 @api.get("/pending-inputs/{input_id}", response_model=s.InputDetail, responses=ERRORS)
 def get_input(rt: Rt, input_id: int) -> Any:
     """One input: its error and the planner's problems, its plans, its events."""
-    got = rt.store.inputs.get(_id(input_id))
-    events = rt.store.events.list(input_id=got.id, limit=200)
-    problems: list[dict[str, Any]] = next(
-        (e.data.get("problems", []) for e in events if e.kind == "plan_failed"), [])
-    plans = [p for p in rt.store.plans.list(limit=500) if p.pending_input_id == got.id]
+    got, problems, plans, events = input_detail(rt, _id(input_id), events=200)
     return {**s.InputOut.model_validate(got).model_dump(), "problems": problems,
             "plans": plans, "events": events}
+
+
+def input_detail(rt: Runtime, input_id: int, *, events: int) -> tuple[
+        models.PendingInput, list[dict[str, Any]], list[models.PlanRecord], list[models.Event]]:
+    """An input, the planner's problems with it, its plans and its latest events."""
+    got = rt.store.inputs.get(input_id)
+    trail = rt.store.events.list(input_id=input_id, limit=events)
+    problems: list[dict[str, Any]] = next(
+        (e.data.get("problems", []) for e in trail if e.kind == "plan_failed"), [])
+    return got, problems, rt.store.plans.of_input(input_id), trail
 
 
 @api.get("/pending-inputs/{input_id}/content", responses={
@@ -173,11 +179,10 @@ def get_plan(rt: Rt, plan_id: int) -> Any:
     p = rt.store.plans.get(_id(plan_id))
     every = rt.store.steps.all(p.id)
     latest = rt.store.steps.latest(p.id)
-    scripts = sorted({t["script"] for t in (p.plan or {}).get("tasks", {}).values()})
     return {**s.PlanOut.model_validate(p).model_dump(), "plan": p.plan,
             "steps": [s.StepOut.of(x) for x in latest.values()],
             "history": [s.StepOut.of(x) for x in every],
-            "circuits": list(rt.store.circuits.get(scripts).values()),
+            "circuits": list(rt.store.circuits.get(p.scripts).values()),
             "waiting_for_a_person": charts.waiting_on_people(p.plan or {}, latest)}
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from planfleet import models, queues
-from planfleet.api import charts
+from planfleet.api import charts, routes
 from planfleet.runtime import Runtime
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -35,11 +35,6 @@ def _render(request: Request, name: str, **ctx: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, ctx)
 
 
-def _rt(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.rt
-    return rt
-
-
 def _queues(rt: Runtime, settings: models.Settings) -> list[dict[str, Any]]:
     out = []
     for q, auto, hop in ((rt.queues.plan, settings.auto_plan, "auto_plan"),
@@ -54,7 +49,7 @@ def _queues(rt: Runtime, settings: models.Settings) -> list[dict[str, Any]]:
 
 @pages.get("/", response_class=HTMLResponse)
 def dashboard(request: Request) -> HTMLResponse:
-    rt = _rt(request)
+    rt = routes.runtime(request)
     settings = rt.store.settings.get()
     return _render(
         request, "dashboard.html", settings=settings, queues=_queues(rt, settings),
@@ -65,36 +60,27 @@ def dashboard(request: Request) -> HTMLResponse:
 
 @pages.get("/plans/{plan_id}", response_class=HTMLResponse)
 def plan_page(request: Request, plan_id: int) -> HTMLResponse:
-    rt = _rt(request)
-    if not 1 <= plan_id <= 2**63 - 1:
-        raise HTTPException(404, f"plan {plan_id} does not exist")
-    p = rt.store.plans.get(plan_id)
+    rt = routes.runtime(request)
+    p = rt.store.plans.get(routes._id(plan_id))
     latest = rt.store.steps.latest(plan_id)
     doc = p.plan or {}
-    scripts = sorted({t["script"] for t in doc.get("tasks", {}).values()})
     return _render(
         request, "plan.html", p=p, doc=doc, steps=latest, attempts=rt.store.steps.all(plan_id),
         gantt=charts.gantt(doc, latest), dag=charts.dag(doc, latest),
         waiting=charts.waiting_on_people(doc, latest),
-        circuits=[c for c in rt.store.circuits.get(scripts).values() if c.state != "closed"],
+        circuits=[c for c in rt.store.circuits.get(p.scripts).values() if c.state != "closed"],
         events=rt.store.events.list(plan_id=plan_id, limit=30))
 
 
 @pages.get("/inputs/{input_id}", response_class=HTMLResponse)
 def input_page(request: Request, input_id: int) -> HTMLResponse:
-    rt = _rt(request)
-    if not 1 <= input_id <= 2**63 - 1:
-        raise HTTPException(404, f"input {input_id} does not exist")
-    got = rt.store.inputs.get(input_id)
-    events = rt.store.events.list(input_id=input_id, limit=50)
-    problems: list[dict[str, Any]] = next(
-        (e.data.get("problems", []) for e in events if e.kind == "plan_failed"), [])
-    plans = [p for p in rt.store.plans.list(limit=500) if p.pending_input_id == input_id]
+    got, problems, plans, events = routes.input_detail(
+        routes.runtime(request), routes._id(input_id), events=50)
     return _render(request, "input.html", i=got, problems=problems, plans=plans, events=events)
 
 
 @pages.get("/events", response_class=HTMLResponse)
 def events_page(request: Request, kind: str | None = None) -> HTMLResponse:
-    rt = _rt(request)
+    rt = routes.runtime(request)
     return _render(request, "events.html", events=rt.store.events.list(kind=kind or None,
                                                                         limit=200), kind=kind)

@@ -139,6 +139,13 @@ WHERE (%(status)s::planfleet_plan_status IS NULL OR status = %(status)s::planfle
 ORDER BY id DESC
 LIMIT %(limit)s OFFSET %(offset)s;
 
+-- name: plans_of_input
+-- The plans made from one input, newest first.
+SELECT id, pending_input_id, status, summary, digest, error, worker, heartbeat_at, attempts,
+       created_at, updated_at
+FROM plans WHERE pending_input_id = %(input_id)s
+ORDER BY id DESC;
+
 -- name: get_plan
 -- One plan with its full plan document.
 SELECT id, pending_input_id, status, summary, plan, digest, error, worker, heartbeat_at,

@@ -270,6 +270,11 @@ class PlanRepository(_Guarded):
                         {"status": status, "limit": limit, "offset": offset})
             return [models.PlanRecord.from_row(r) for r in cur.fetchall()]
 
+    def of_input(self, input_id: int) -> builtins.list[models.PlanRecord]:
+        """The plans made from input ``input_id``, newest first."""
+        return [models.PlanRecord.from_row(r)
+                for r in self._db.fetch_all("plans_of_input", {"input_id": input_id})]
+
     def counts(self) -> dict[str, int]:
         with self._db.session() as cur:
             cur.execute(queries.get("count_plans_by_status"))

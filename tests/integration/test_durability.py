@@ -15,10 +15,11 @@ import psycopg
 import pytest
 
 from planfleet import exceptions, models
+from planfleet.processes import children
 from planfleet.workers import reconcile
 from tests.conftest import wait_for
 from tests.integration.conftest import BIN, Fleet
-from tests.integration.test_pipeline import children, finished, plan_of
+from tests.integration.test_pipeline import finished, plan_of
 from tests.support.services import PrivatePostgres, PrivateRedis
 
 FAST = {"PLANFLEET_REQUEUE_AFTER": "1", "PLANFLEET_RECONCILE_INTERVAL": "0.3",

@@ -9,22 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import models
+from planfleet.processes import children
 from tests.conftest import wait_for
 from tests.integration.conftest import BIN, Fleet
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def plan_of(fleet: Fleet, input_id: int, timeout: float = 30) -> models.PlanRecord:

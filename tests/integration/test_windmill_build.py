@@ -6,9 +6,10 @@ import os
 import signal
 
 from planfleet import models
+from planfleet.processes import children
 from tests.conftest import wait_for
 from tests.integration.conftest import Fleet
-from tests.integration.test_pipeline import children, diamond, finished, plan_of
+from tests.integration.test_pipeline import diamond, finished, plan_of
 from tests.support.fake_windmill import FakeWindmill, Request
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import yaml
 
+from planfleet.processes import children
 from tests.support.services import PrivatePostgres, PrivateRedis
 
 BIN = Path(sys.executable).parent
@@ -58,19 +59,6 @@ class Report:
             f"{self.postgres_restarts} Postgres restarts ({self.postgres_down:g} s down); "
             f"{self.seconds:.0f} s",
         ] + [f"PROBLEM: {p}" for p in self.problems]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 class Chaos:
@@ -117,7 +105,7 @@ class Chaos:
 
     def kill(self, kind: str) -> None:
         proc = self.procs[kind]
-        doomed = _children(proc.pid)  # RQ's work horses run in a process group of their own
+        doomed = children(proc.pid)  # RQ's work horses run in a process group of their own
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
