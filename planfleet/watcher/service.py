@@ -129,16 +129,24 @@ class Watcher:
 
     def run(self, stop: threading.Event) -> None:
         """Watch until ``stop`` is set. Faults are logged and retried, never fatal."""
-        self.start()
         backoff = self.config.watch_tick
         try:
             while not stop.is_set():
                 try:
+                    if self._observer is None:
+                        self.start()  # at first, and again after the folder went away
                     self.step()
                     backoff = self.config.watch_tick
                 except (exceptions.DatabaseUnavailable, exceptions.StoreError) as exc:
                     backoff = min(max(backoff * 2, 0.5), 10.0)
                     log.warning("watcher_backoff", action="watch", error=str(exc), wait=backoff)
+                except OSError as exc:
+                    # the watch dir vanished (or was replaced) under the watcher: watch anew
+                    self._stop_observer()
+                    self._root = None
+                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    log.warning("watch_dir_unavailable", action="watch", error=str(exc),
+                                wait=backoff)
                 stop.wait(backoff)
         finally:
             self.stop()
