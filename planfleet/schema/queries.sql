@@ -35,14 +35,14 @@ WHERE id = 1
 RETURNING auto_plan, auto_build, watch_dir, max_parallel, updated_at;
 
 -- name: record_files
--- Record a batch of stable file versions (see planfleet_record_files_v1).
+-- Record a batch of stable file versions (see planfleet_record_files_v2).
 SELECT filename, input_id, outcome
-FROM planfleet_record_files_v1(%(dir)s, %(names)s, %(sizes)s, %(mtimes)s, %(digests)s,
-                               %(contents)s, %(errors)s, %(queue)s);
+FROM planfleet_record_files_v2(%(dir)s, %(names)s, %(raw_names)s, %(sizes)s, %(mtimes)s,
+                               %(digests)s, %(contents)s, %(errors)s, %(queue)s);
 
 -- name: known_files
--- File versions already looked at in a watch dir.
-SELECT filename, size, mtime_ns FROM input_files WHERE source_dir = %(dir)s;
+-- File versions already looked at in a watch dir (with the bytes of a name that is not UTF-8).
+SELECT filename, filename_bytes, size, mtime_ns FROM input_files WHERE source_dir = %(dir)s;
 
 -- name: list_inputs
 -- Inputs, newest first, optionally of one status.

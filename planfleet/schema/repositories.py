@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from planfleet import exceptions, models
+from planfleet import exceptions, models, names
 from planfleet.schema import queries
 from planfleet.schema.connector import Cursor, Database
 
@@ -139,16 +139,19 @@ class InputRepository(_Guarded):
 
         ``queue`` marks new inputs ``queued`` (the caller enqueues them once this returns).
         """
-        by_name = {f.filename: f for f in files}  # one version per name in a batch
-        ordered = sorted(by_name.values(), key=lambda f: f.filename)
+        # one version per name in a batch; a name that is not UTF-8 is stored readably
+        # (escaped) and losslessly (its bytes), see planfleet.names
+        by_name = {names.display(f.filename): f for f in files}
+        ordered = sorted(by_name.items())
         params = {
-            "dir": source_dir,
-            "names": [f.filename for f in ordered],
-            "sizes": [f.size for f in ordered],
-            "mtimes": [f.mtime_ns for f in ordered],
-            "digests": [f.digest for f in ordered],
-            "contents": [f.content for f in ordered],
-            "errors": [f.error for f in ordered],
+            "dir": names.display(source_dir),
+            "names": [shown for shown, _ in ordered],
+            "raw_names": [names.raw(f.filename) for _, f in ordered],
+            "sizes": [f.size for _, f in ordered],
+            "mtimes": [f.mtime_ns for _, f in ordered],
+            "digests": [f.digest for _, f in ordered],
+            "contents": [f.content for _, f in ordered],
+            "errors": [None if f.error is None else names.display(f.error) for _, f in ordered],
             "queue": queue,
         }
         with self._db.session() as cur:
@@ -157,10 +160,12 @@ class InputRepository(_Guarded):
         return [models.RecordOutcome(**row) for row in rows]
 
     def known_files(self, source_dir: str) -> set[tuple[str, int, int]]:
-        """``(filename, size, mtime_ns)`` of every version already looked at in a dir."""
+        """``(filename, size, mtime_ns)`` of every version already looked at in a dir (the
+        operating system's name: a name that is not UTF-8 comes back from its bytes)."""
         with self._db.session() as cur:
-            cur.execute(queries.get("known_files"), {"dir": source_dir})
-            return {(r["filename"], r["size"], r["mtime_ns"]) for r in cur.fetchall()}
+            cur.execute(queries.get("known_files"), {"dir": names.display(source_dir)})
+            return {(names.from_stored(r["filename"], r["filename_bytes"]), r["size"],
+                     r["mtime_ns"]) for r in cur.fetchall()}
 
     def list(
         self, *, status: models.InputStatus | None = None, limit: int = 50, offset: int = 0

@@ -5,6 +5,7 @@ when ``auto_plan`` is on."""
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import queue
 import threading
@@ -27,7 +28,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from planfleet import defaults, exceptions, models
+from planfleet import defaults, exceptions, models, names
 from planfleet.config import Config
 from planfleet.queues import Queues
 from planfleet.schema.repositories import FileVersion, Store
@@ -145,8 +146,11 @@ class Watcher:
                     self._stop_observer()
                     self._root = None
                     backoff = min(max(backoff * 2, 0.5), 10.0)
-                    log.warning("watch_dir_unavailable", action="watch", error=str(exc),
-                                wait=backoff)
+                    log.warning("watch_dir_unavailable", action="watch",
+                                error=names.display(str(exc)), wait=backoff)
+                except Exception:  # noqa: BLE001 - one file or fault never ends the watcher
+                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    log.exception("watcher_fault", action="watch", wait=backoff)
                 stop.wait(backoff)
         finally:
             self.stop()
@@ -277,7 +281,7 @@ class Watcher:
         if not seen.regular and path.is_dir() and not path.is_symlink():
             if not name.lower().endswith(intake.TASK_FILE_SUFFIXES):
                 self._known.add((name, seen.size, seen.mtime_ns))
-                log.debug("directory_skipped", action="watch", filename=name)
+                log.debug("directory_skipped", action="watch", filename=names.display(name))
                 return None
         version = intake.read_stable(self.root, name, seen, self.config.max_file_bytes)
         if version is None:
@@ -286,14 +290,42 @@ class Watcher:
             return None
         return version
 
+    def _record_isolated(
+        self, batch: list[FileVersion], queue_them: bool
+    ) -> list[models.RecordOutcome]:
+        """Record ``batch``; when it fails for a reason other than the database being away,
+        record its files one by one, and a file that still fails as refused with the reason:
+        one odd file never holds back the others, nor ends the watcher."""
+        try:
+            return self.store.inputs.record_files(str(self.root), batch, queue=queue_them)
+        except exceptions.StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolated below
+            if len(batch) == 1 and batch[0].error is not None:
+                log.error("record_failed", action="record",
+                          filename=names.display(batch[0].filename), error=str(exc))
+                return []
+            if len(batch) == 1:
+                version = batch[0]
+                log.error("record_failed", action="record",
+                          filename=names.display(version.filename), error=str(exc))
+                refused = dataclasses.replace(
+                    version, digest=None, content=None,
+                    error=f"could not be recorded: {type(exc).__name__}: {exc}")
+                return self._record_isolated([refused], queue_them)
+        outcomes: list[models.RecordOutcome] = []
+        for version in batch:
+            outcomes += self._record_isolated([version], queue_them)
+        return outcomes
+
     def _record(self, batch: list[FileVersion]) -> list[models.RecordOutcome]:
         settings = self._settings
         assert settings is not None
         queue_them = settings.auto_plan and self.queues is not None
-        outcomes = self.store.inputs.record_files(str(self.root), batch, queue=queue_them)
+        outcomes = self._record_isolated(batch, queue_them)
         for version in batch:
             self._known.add((version.filename, version.size, version.mtime_ns))
-        errors = {v.filename: v.error for v in batch if v.error}
+        errors = {names.display(v.filename): names.display(v.error) for v in batch if v.error}
         for out in outcomes:
             if out.outcome == "refused":
                 log.warning(

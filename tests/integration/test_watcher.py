@@ -334,3 +334,34 @@ def test_watch_dir_setting_moves_the_watcher(
     (other / "moved.yaml").write_text("tasks: [{id: M}]\n")
     wait_for(lambda: rows(database_url))
     assert rows(database_url)[0]["source_dir"] == str(other.resolve())
+
+
+def test_a_name_that_is_not_utf8_is_recorded_with_its_bytes_and_the_watcher_goes_on(
+    start_watcher: Callable[..., RunningWatcher], watch_dir: Path, database_url: str
+) -> None:
+    # Given a running watcher
+    w = start_watcher()
+    # When files whose names are not UTF-8 (as zip archives produce) are dropped, a good one,
+    # a refused one (a directory with a task-file ending), and then an ordinary file
+    odd = b"latin1-\xe9t\xe9.json"
+    with open(os.path.join(os.fsencode(watch_dir), odd), "wb") as fh:
+        fh.write(b'{"tasks": [{"id": "A"}]}')
+    os.mkdir(os.path.join(os.fsencode(watch_dir), b"dir-\xff.yaml"))
+    wait_for(lambda: len(rows(database_url)) == 2, timeout=10)
+    (watch_dir / "after.yaml").write_text("tasks: [{id: B}]\n")
+    wait_for(lambda: len(rows(database_url)) == 3, timeout=10)
+    # Then each is recorded, shown escaped and kept as its exact bytes; nothing died
+    by_name = {r["filename"]: r for r in rows(database_url)}
+    assert set(by_name) == {"latin1-\\xe9t\\xe9.json", "dir-\\xff.yaml", "after.yaml"}
+    assert bytes(by_name["latin1-\\xe9t\\xe9.json"]["filename_bytes"]) == odd
+    assert by_name["latin1-\\xe9t\\xe9.json"]["status"] == "queued"
+    assert by_name["dir-\\xff.yaml"]["status"] == "failed"
+    assert "is a directory" in by_name["dir-\\xff.yaml"]["error"]
+    assert by_name["after.yaml"]["filename_bytes"] is None
+    assert w.thread.is_alive() and not w.errors
+    # And a restarted watcher knows them (their bytes map back to the same names)
+    w.stop()
+    again = start_watcher()
+    again.watcher.scan(time.time())
+    time.sleep(WINDOW * 3)
+    assert len(rows(database_url)) == 3

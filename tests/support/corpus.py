@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from planfleet import names
+
 
 def valid_doc(i: int, record_dir: str) -> dict[str, object]:
     n = 2 + i % 4
@@ -30,8 +32,15 @@ def write_corpus(folder: Path, record_dir: str, *, seed: int = 7,
     good: set[str] = set()
     bad: dict[str, str] = {}
 
-    def put(name: str, data: bytes, expect: str | None) -> None:
-        (folder / name).write_bytes(data)
+    def put(name: str | bytes, data: bytes, expect: str | None) -> None:
+        """Write ``data`` as ``name`` (bytes: a name that need not be UTF-8, as zip archives
+        and old shares produce; it is then known by its escaped form)."""
+        if isinstance(name, bytes):
+            with open(os.path.join(os.fsencode(folder), name), "wb") as fh:
+                fh.write(data)
+            name = names.display(os.fsdecode(name))
+        else:
+            (folder / name).write_bytes(data)
         if expect is None:
             good.add(name)
         else:
@@ -48,6 +57,8 @@ def write_corpus(folder: Path, record_dir: str, *, seed: int = 7,
                 t["id"] = "задача-" + t["id"] + "-✓"
                 t["depends_on"] = ["задача-" + d + "-✓" for d in t["depends_on"]]
             put(f"valid-{i}.yaml", yaml.safe_dump(doc, allow_unicode=True).encode(), None)
+        elif i % 5 == 3 and i % 2:  # a name that is not UTF-8 (Latin-1 bytes)
+            put(b"valid-\xe9t\xe9-%d.yaml" % i, yaml.safe_dump(doc).encode(), None)
         else:
             put(f"valid-{i}.yaml", yaml.safe_dump(doc).encode(), None)
 
@@ -103,6 +114,10 @@ def write_corpus(folder: Path, record_dir: str, *, seed: int = 7,
         body = json.dumps(doc).encode() if i % 2 else yaml.safe_dump(doc).encode()
         put(f"wrong-{i}.{'json' if i % 2 else 'yaml'}", body + f"\n# {i}".encode() * (i % 2 == 0),
             expect)
+    for i in range(40):  # bad content under names that are not UTF-8 (Latin-1, stray bytes)
+        raw = (b"latin1-\xe9t\xe9-%d.yaml" if i % 2 else b"stray-\xff\xfe\x80-%d.json") % i
+        put(raw, json.dumps({"tasks": [{"id": f"A{i}", "estimate": "soon"}]}).encode(),
+            "estimate")
     for i in range(100):  # ids of stray unicode and control characters
         doc = {"tasks": [{"id": f"bad\u0000id{i}" if i % 2 else "\u202e" * (300 + i)}]}
         put(f"strange-id-{i}.json", json.dumps(doc).encode(),
