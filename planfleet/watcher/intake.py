@@ -45,6 +45,10 @@ class Seen:
     mode: int = 0
     #: the name is a symbolic link (its target is what is read)
     link: bool = False
+    #: device and inode of the file (of the link's target for a link): the file that is
+    #: opened must be this one, not one swapped in after the look
+    dev: int = 0
+    ino: int = 0
 
 
 def look(path: Path) -> Seen | None:
@@ -68,7 +72,30 @@ def look(path: Path) -> Seen | None:
         regular=stat.S_ISREG(st.st_mode),
         mode=st.st_mode,
         link=stat.S_ISLNK(lst.st_mode),
+        dev=st.st_dev,
+        ino=st.st_ino,
     )
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_inside(root: Path, parts: tuple[str, ...]) -> int:
+    """Open ``root/parts…`` for reading without following any symbolic link on the way.
+
+    Each folder is opened relative to the one before with ``O_NOFOLLOW``: a name swapped for a
+    link after it was looked at fails to open (``ELOOP``/``ENOTDIR``) instead of leading out of
+    the watch dir. ``O_NONBLOCK``: a FIFO swapped in must not block the watcher.
+    """
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, _OPEN_FLAGS | os.O_DIRECTORY, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        return os.open(parts[-1], _OPEN_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _refuse(name: str, seen: Seen, reason: str) -> FileVersion:
@@ -82,7 +109,7 @@ def read_stable(root: Path, name: str, seen: Seen, max_bytes: int) -> FileVersio
     vanished or changed while being read (the caller watches it again).
     """
     path = root / name
-    real = path
+    inside: tuple[str, ...] = (name,)
     if seen.link:
         try:
             real = path.resolve(strict=True)
@@ -90,8 +117,10 @@ def read_stable(root: Path, name: str, seen: Seen, max_bytes: int) -> FileVersio
             return None
         except (OSError, RuntimeError) as exc:
             return _refuse(name, seen, f"cannot resolve symlink: {exc}")
-        if not real.is_relative_to(root.resolve()):
+        base = root.resolve()
+        if not real.is_relative_to(base):
             return _refuse(name, seen, f"symlink points outside the watch dir (to {real})")
+        inside = real.relative_to(base).parts
     kind = stat.S_IFMT(seen.mode)
     if kind == stat.S_IFDIR:
         return _refuse(name, seen, "is a directory, not a task-list file")
@@ -105,13 +134,18 @@ def read_stable(root: Path, name: str, seen: Seen, max_bytes: int) -> FileVersio
         # root can read anything; the watcher still honours a file's "no read" mode
         return _refuse(name, seen, f"file is not readable (mode {stat.S_IMODE(seen.mode):04o})")
     try:
-        # O_NONBLOCK: a FIFO swapped in after the stat must not block the watcher
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = open_inside(root, inside)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return None  # swapped for a link (or a directory for something else): look again
         return _refuse(name, seen, f"cannot open file: {exc.strerror or exc}")
     try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (seen.dev, seen.ino) or not stat.S_ISREG(
+                opened.st_mode):
+            return None  # not the file that was looked at: it changed, look again
         chunks: list[bytes] = []
         total = 0
         want = min(seen.size, max_bytes) + 1  # one read for a file that did not grow

@@ -131,3 +131,118 @@ def test_a_change_event_postpones_the_check_by_a_window() -> None:
     # a plain touch (a rescan) does not postpone a pending check
     t.touch("a", now=10.5)
     assert t.due(10.5) == ["a"]
+
+
+def _secret(tmp_path: Path, like: Path) -> Path:
+    """A file outside the watch dir with the size and mtime of ``like`` (as an attacker who
+    swaps names would wish)."""
+    secret = tmp_path / "secret.yaml"
+    secret.write_bytes(b"X" * like.stat().st_size)
+    st = like.stat()
+    os.utime(secret, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return secret
+
+
+def test_a_file_swapped_for_a_symlink_after_the_look_is_not_followed(tmp_path: Path) -> None:
+    # Given a file in the watch dir that was looked at
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    f = inbox / "a.yaml"
+    f.write_text("tasks: [{id: A}]\n")
+    s = intake.look(f)
+    assert s is not None
+    secret = _secret(tmp_path, f)
+    # When it is swapped for a link to a file outside before it is read
+    f.unlink()
+    f.symlink_to(secret)
+    # Then the outside file is not read: the name is looked at again
+    assert intake.read_stable(inbox, "a.yaml", s, 100) is None
+
+
+def test_a_file_swapped_for_another_file_after_the_look_is_not_read(tmp_path: Path) -> None:
+    # Given a file that was looked at, then replaced by another (same size and mtime)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    f = inbox / "a.yaml"
+    f.write_text("tasks: [{id: A}]\n")
+    s = intake.look(f)
+    assert s is not None
+    other = _secret(tmp_path, f)
+    os.replace(other, f)
+    # Then the new file is not taken for the one that was looked at
+    assert intake.read_stable(inbox, "a.yaml", s, 100) is None
+
+
+def test_a_link_inside_whose_folder_is_swapped_for_a_link_outside_is_not_followed(
+    tmp_path: Path,
+) -> None:
+    # Given a link to a file in a sub-folder of the watch dir, looked at
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    target = inbox / "sub" / "t.yaml"
+    target.write_text("tasks: [{id: A}]\n")
+    (inbox / "l.yaml").symlink_to(target)
+    s = intake.look(inbox / "l.yaml")
+    assert s is not None and s.link
+    assert intake.read_stable(inbox, "l.yaml", s, 100) is not None  # it is read as it is
+    # When the sub-folder is swapped for a link to a folder outside after the resolve
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    _secret(tmp_path, target).rename(outside / "t.yaml")
+    real_resolve = Path.resolve
+
+    def resolve_then_swap(self: Path, strict: bool = False) -> Path:
+        got = real_resolve(self, strict=strict)
+        if self.name == "l.yaml":
+            (inbox / "sub" / "t.yaml").unlink()
+            (inbox / "sub").rmdir()
+            (inbox / "sub").symlink_to(outside)
+        return got
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "resolve", resolve_then_swap)
+        got = intake.read_stable(inbox, "l.yaml", s, 100)
+    # Then nothing outside is read
+    assert got is None
+
+
+def test_swapping_a_name_for_a_symlink_in_a_loop_never_reads_the_outside_file(
+    tmp_path: Path,
+) -> None:
+    # Given a writer that keeps swapping a name between a file and a link to a secret
+    import threading
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    secret = tmp_path / "secret.yaml"
+    secret.write_bytes(b"SECRET: root only\n")
+    body = b"tasks: [{id: A}]\n"
+    name = inbox / "swap.yaml"
+    stop = threading.Event()
+
+    def swapper() -> None:
+        i = 0
+        while not stop.is_set():
+            tmp = inbox / f".tmp{i % 2}"
+            if i % 2:
+                tmp.write_bytes(body)
+            else:
+                tmp.symlink_to(secret)
+            os.replace(tmp, name)
+            i += 1
+
+    thread = threading.Thread(target=swapper, daemon=True)
+    thread.start()
+    try:
+        # When the watcher looks at and reads it 2,000 times
+        for _ in range(2000):
+            s = intake.look(name)
+            if s is None:
+                continue
+            got = intake.read_stable(inbox, "swap.yaml", s, 1000)
+            # Then it never holds the secret's bytes (a link outside is refused or skipped)
+            if got is not None and got.content is not None:
+                assert b"SECRET" not in got.content
+    finally:
+        stop.set()
+        thread.join()
