@@ -17,7 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from planfleet import defaults
+from planfleet import defaults, script_paths
 
 
 def _env(name: str) -> AliasChoices:
@@ -67,6 +67,15 @@ class Config(BaseSettings):
     scripts_dir: Path = Field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "deploy" / "windmill"
     )
+    #: the most a task file may set max_parallel to (the settings' default is clamped to it)
+    max_parallel_limit: int = Field(defaults.MAX_PARALLEL_LIMIT, ge=1)
+    #: the longest step timeout a task file may ask for, seconds
+    step_timeout_limit: float = Field(defaults.STEP_TIMEOUT_LIMIT, gt=0)
+    #: globs of the Windmill scripts task files may run, separated by commas or spaces
+    #: (unset: the scripts under scripts_dir and the default script)
+    allowed_scripts: str | None = None
+    #: attempts at planning an input that end in an unexpected error before it is failed
+    plan_max_attempts: int = Field(defaults.PLAN_MAX_ATTEMPTS, ge=1)
     step_max_attempts: int = Field(defaults.STEP_MAX_ATTEMPTS, ge=1)
     step_retry_base: float = Field(defaults.STEP_RETRY_BASE, ge=0)
     step_retry_cap: float = Field(defaults.STEP_RETRY_CAP, ge=0)
@@ -94,6 +103,12 @@ class Config(BaseSettings):
     #: where ``planfleet api`` listens (another address than loopback needs an API token)
     api_host: str = defaults.API_HOST
     api_port: int = Field(defaults.API_PORT, ge=0, le=65535)
+
+    def script_patterns(self) -> tuple[str, ...]:
+        """The allow-list of scripts (PLANFLEET_ALLOWED_SCRIPTS, else the scripts folder's)."""
+        if self.allowed_scripts is not None:
+            return script_paths.parse_patterns(self.allowed_scripts)
+        return script_paths.default_patterns(self.scripts_dir)
 
     @classmethod
     def settings_customise_sources(

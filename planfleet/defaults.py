@@ -33,6 +33,15 @@ SETTINGS_REFRESH = 1.0
 
 #: Default cap on tasks running at once in one plan (the settings row overrides it).
 MAX_PARALLEL = 15
+#: The most a task file (or the settings row) may set ``max_parallel`` to: each running step
+#: is a process or a Windmill job (150 local steps took 1.9 GiB). A file over it is refused.
+MAX_PARALLEL_LIMIT = 64
+#: The longest step timeout a task file may ask for, seconds (a day). A file over it is refused.
+STEP_TIMEOUT_LIMIT = 24 * 3600.0
+
+#: Attempts at planning one input that end in an unexpected error (or a dead worker) before the
+#: input is failed with that error: a poison pill is never planned again and again.
+PLAN_MAX_ATTEMPTS = 3
 
 #: RQ job timeout of a planning job, seconds.
 PLAN_JOB_TIMEOUT = 600

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from planfleet.planner.errors import PlanningError, Problem
 from planfleet.planner.formats import load, parse
+from planfleet.planner.limits import Limits
 from planfleet.planner.plan import Plan, Remaining, plan, replan
 from planfleet.planner.tasks import SolverSpec, TaskList, TaskSpec
 
 __all__ = [
+    "Limits",
     "Plan",
     "PlanningError",
     "Problem",
@@ -24,11 +26,16 @@ __all__ = [
 ]
 
 
-def load_checked(content: bytes, filename: str = "tasks") -> TaskList:
-    """Parse a task-list file; PlanningError lists every problem, field and graph together."""
+def load_checked(content: bytes, filename: str = "tasks", *,
+                 limits: Limits | None = None) -> TaskList:
+    """Parse a task-list file; PlanningError lists every problem, field and graph together
+    (and, with ``limits``, every way the file asks for more than the fleet allows)."""
     from planfleet.planner import formats, graph
+    from planfleet.planner import limits as fleet_limits
 
     task_list, problems = formats.parse(content, filename)
+    if task_list is not None and limits is not None:
+        problems = problems + fleet_limits.check(task_list, limits)
     if task_list is None or problems:
         if task_list is not None and task_list.tasks:
             try:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from planfleet import script_paths
 from planfleet.planner import tasks as t
 from planfleet.planner.errors import PlanningError, Problem
 
@@ -141,15 +142,18 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
                        "qa", "policy"):
             problems.append(Problem("bad_field", f"unknown top-level field {key!r}", field=str(key)))
     project = data.get("project")
-    if project is not None and not isinstance(project, str | int):
-        problems.append(Problem("bad_field", "project must be text", field="project"))
-        project = None
+    if project is not None:
+        try:
+            project = t.check_text(project, limit=t.MAX_ID_LENGTH)
+        except ValueError as exc:
+            problems.append(Problem("bad_field", f"project {exc}", field="project"))
+            project = None
     max_parallel = t.check_max_parallel(data.get("max_parallel"), problems)
     solvers = t.build_solvers(data.get("solvers"), problems)
     qa = data.get("qa")
-    if qa is not None and (not isinstance(qa, str) or not qa.strip()):
-        problems.append(Problem("bad_field", "qa must be a script path such as "
-                                "f/planner/run_quality", field="qa"))
+    why = None if qa is None else script_paths.problem(qa)
+    if why is not None:
+        problems.append(Problem("bad_script", f"qa: {why}", field="qa"))
         qa = None
     policy = t.build_policy(data.get("policy"), problems)
     built = [t.build_task(raw, i, problems) for i, raw in enumerate(raw_tasks)]

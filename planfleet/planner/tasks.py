@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from planfleet import defaults
+from planfleet import defaults, script_paths
 from planfleet.planner.errors import Problem
 
 #: Longest task id accepted.
 MAX_ID_LENGTH = 200
 #: Largest estimate accepted, in minutes (about 19 years).
 MAX_ESTIMATE = 10_000_000.0
+#: Longest title (and project name) accepted, in characters.
+MAX_TITLE_LENGTH = 2000
+#: Largest ``args`` of one task accepted, in characters of JSON.
+MAX_ARGS_LENGTH = 256 * 1024
+#: Deepest nesting of a task's ``args``.
+MAX_ARGS_DEPTH = 32
 _ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 _DURATION = re.compile(
     r"^\s*(?:(?P<w>\d+(?:\.\d+)?)\s*w)?\s*(?:(?P<d>\d+(?:\.\d+)?)\s*d)?\s*"
@@ -148,7 +155,57 @@ def check_id(value: Any) -> str:
         raise ValueError(f"id is {len(text)} characters long (at most {MAX_ID_LENGTH})")
     if _ID_FORBIDDEN.search(text):
         raise ValueError("id contains control characters")
+    if "/" in text:
+        # an id names its step in URLs (/api/plans/{id}/steps/{task}): a '/' would leave it
+        raise ValueError(f"id {text[:80]!r} contains '/' (not allowed in task ids)")
     return text
+
+
+def check_text(value: Any, *, limit: int = MAX_TITLE_LENGTH) -> str:
+    """Free text (a title, a project): no NUL character, at most ``limit`` characters."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"must be text, got {type(value).__name__}")
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
+    if len(text) > limit:
+        raise ValueError(f"is {len(text)} characters long (at most {limit})")
+    return text
+
+
+def check_args(value: Any) -> dict[str, Any]:
+    """A task's ``args``: a mapping that JSON and Postgres can store (no NUL character in a
+    key or a string, finite numbers, bounded nesting and size)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping, got {type(value).__name__}")
+
+    def walk(v: Any, where: str, depth: int) -> None:
+        if depth > MAX_ARGS_DEPTH:
+            raise ValueError(f"{where} is nested over {MAX_ARGS_DEPTH} levels deep")
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise ValueError(f"{where} contains a NUL character")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"{where} is {v!r}, not a finite number")
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str | int) or isinstance(k, bool):
+                    raise ValueError(f"{where} has a key of type {type(k).__name__}")
+                if "\x00" in str(k):
+                    raise ValueError(f"{where} has a key with a NUL character")
+                walk(item, f"{where}.{k}", depth + 1)
+        elif isinstance(v, list | tuple):
+            for i, item in enumerate(v):
+                walk(item, f"{where}[{i}]", depth + 1)
+        elif v is not None and not isinstance(v, bool | int):
+            raise ValueError(f"{where} is a {type(v).__name__}, not a JSON value")
+
+    walk(value, "args", 0)
+    size = len(json.dumps(value, default=str))
+    if size > MAX_ARGS_LENGTH:
+        raise ValueError(f"args are {size} characters of JSON (at most {MAX_ARGS_LENGTH})")
+    return value
 
 
 def _id_list(value: Any, what: str) -> list[str]:
@@ -181,32 +238,23 @@ def build_task(raw: Any, index: int, problems: list[Problem], *, line: int | Non
             try:
                 fields[name] = fn(raw[name])
             except ValueError as exc:
-                code = {"estimate": "bad_estimate", "priority": "bad_priority"}.get(name, "bad_field")
+                code = {"estimate": "bad_estimate", "priority": "bad_priority",
+                        "script": "bad_script"}.get(name, "bad_field")
                 problems.append(Problem(code, str(exc), task=task_id, field=name, line=line))
-
-    def text(v: Any) -> str:
-        if not isinstance(v, str | int | float) or isinstance(v, bool):
-            raise ValueError(f"must be text, got {type(v).__name__}")
-        return str(v)
 
     def boolean(v: Any) -> bool:
         if not isinstance(v, bool):
             raise ValueError(f"must be true or false, got {v!r}")
         return v
 
-    def mapping(v: Any) -> dict[str, Any]:
-        if not isinstance(v, dict):
-            raise ValueError(f"must be a mapping, got {type(v).__name__}")
-        return v
-
-    check("title", text)
+    check("title", check_text)
     check("estimate", parse_estimate)
     check("priority", parse_priority)
     check("depends_on", lambda v: tuple(_id_list(v, "depends_on")))
     check("solver", lambda v: tuple(_id_list(v, "solver")))
     check("parallel", boolean)
-    check("script", text)
-    check("args", mapping)
+    check("script", script_paths.check)
+    check("args", check_args)
 
     def attempts(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100:
@@ -222,8 +270,10 @@ def build_task(raw: Any, index: int, problems: list[Problem], *, line: int | Non
 
     check("max_attempts", attempts)
     check("timeout", seconds)
-    if "title" not in fields and isinstance(raw.get("summary"), str):
-        fields["title"] = raw["summary"]
+    if "title" not in fields and raw.get("title") is None and raw.get("summary") is not None:
+        check("summary", check_text)
+        if "summary" in fields:
+            fields["title"] = fields.pop("summary")
     known = {"id", "title", "summary", "estimate", "priority", "depends_on", "solver", "parallel",
              "script", "args", "description", "max_attempts", "timeout"}
     for key in raw:
@@ -256,6 +306,15 @@ def build_solvers(raw: Any, problems: list[Problem]) -> dict[str, SolverSpec]:
                 Problem("bad_capacity", f"solver {name!r}: capacity must be an integer >= 1, "
                         f"got {cap!r}", field=f"solvers.{name}.capacity")
             )
+            continue
+        bad = False
+        for key in ("script", "qa"):
+            why = None if spec.get(key) is None else script_paths.problem(spec.get(key))
+            if why is not None:
+                problems.append(Problem("bad_script", f"solver {name!r}: {why}",
+                                        field=f"solvers.{name}.{key}"))
+                bad = True
+        if bad:
             continue
         try:
             out[str(name)] = SolverSpec(**spec)

@@ -87,8 +87,9 @@ WHERE id = %(id)s AND status = 'planning'
 RETURNING id;
 
 -- name: replan_input
--- planned | failed -> queued: plan an input again on purpose (refused files have no bytes).
-UPDATE pending_inputs SET status = 'queued', error = NULL
+-- planned | failed -> queued: plan an input again on purpose (refused files have no bytes);
+-- its planning attempts start again from zero.
+UPDATE pending_inputs SET status = 'queued', error = NULL, attempts = 0
 WHERE id = %(id)s AND status IN ('planned', 'failed') AND content IS NOT NULL
 RETURNING id;
 

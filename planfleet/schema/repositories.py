@@ -37,6 +37,17 @@ def _event(
     )
 
 
+def _storable(value: Any) -> Any:
+    """``value`` with every NUL character (which Postgres text and jsonb refuse) escaped."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class FileVersion:
     """A stable file the watcher read (``content`` set) or refused (``error`` set)."""
@@ -210,6 +221,8 @@ class InputRepository(_Guarded):
     def fail(self, input_id: int, error: str, problems: builtins.list[dict[str, Any]],
              job: str | None = None) -> None:
         """planning -> failed with the planner's messages (when ``job`` still holds it)."""
+        # a message may quote the input, whose text Postgres may not take (NUL)
+        error, problems = _storable(error), _storable(problems)
         with self._db.transaction() as cur:
             cur.execute(queries.get("finish_input"),
                         {"id": input_id, "status": "failed", "error": error, "job": job})

@@ -12,6 +12,7 @@ import structlog
 
 from planfleet import exceptions, models, planner
 from planfleet.runtime import Runtime
+from planfleet.workers import poison
 
 log = structlog.get_logger(__name__)
 #: Seconds between the planning lease's heartbeats, at most (and a third of ``plan_stale``).
@@ -23,7 +24,9 @@ def plan_input(rt: Runtime, input_id: int, job_id: str) -> int | None:
 
     Returns the new plan's id, or None when there was nothing to do (another worker has the
     input, it is not queued, or it could not be planned: then it is ``failed`` with the
-    planner's messages). Database and Redis faults propagate, for RQ to retry.
+    planner's messages). Database and Redis faults propagate, for RQ to retry; so does an
+    unexpected error, until the input's attempts are used up (``plan_max_attempts``): then the
+    input is failed with that error (the poison-pill rule, :mod:`planfleet.workers.poison`).
     """
     bound = log.bind(input_id=input_id, job_id=job_id)
     claimed = rt.store.inputs.claim(input_id, job_id)
@@ -31,8 +34,22 @@ def plan_input(rt: Runtime, input_id: int, job_id: str) -> int | None:
         bound.info("plan_skipped", action="plan", reason="not queued")
         return None
     assert claimed.content is not None
-    with _lease(rt, input_id, job_id):
-        return _plan(rt, claimed, job_id, bound)
+    max_attempts = rt.config.plan_max_attempts
+    verdict = poison.before_start(claimed.attempts, max_attempts)
+    if not verdict.fail:
+        try:
+            with _lease(rt, input_id, job_id):
+                return _plan(rt, claimed, job_id, bound)
+        except Exception as exc:
+            verdict = poison.after_error(exc, claimed.attempts, max_attempts)
+            if not verdict.fail:
+                bound.warning("plan_error", action="plan", attempt=claimed.attempts,
+                              error=f"{type(exc).__name__}: {exc}"[:500])
+                raise  # RQ tries again (the same job may claim the input again)
+    rt.store.inputs.fail(input_id, verdict.error, [{"code": "poison", "message": verdict.error}],
+                         job_id)
+    bound.error("plan_poisoned", action="plan", attempts=claimed.attempts, error=verdict.error)
+    return None
 
 
 @contextlib.contextmanager
@@ -64,11 +81,15 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
     input_id = claimed.id
     assert claimed.content is not None
     settings = rt.store.settings.get()
+    config = rt.config
+    limits = planner.Limits(max_parallel=config.max_parallel_limit,
+                            timeout=config.step_timeout_limit,
+                            allowed_scripts=config.script_patterns())
     try:
-        task_list = planner.load_checked(claimed.content, claimed.filename)
-        plan = planner.plan(
-            task_list, max_parallel=task_list.max_parallel or settings.max_parallel
-        )
+        task_list = planner.load_checked(claimed.content, claimed.filename, limits=limits)
+        # the settings' default obeys the fleet's limit too (a file over it is refused above)
+        fallback = min(settings.max_parallel, config.max_parallel_limit)
+        plan = planner.plan(task_list, max_parallel=task_list.max_parallel or fallback)
     except planner.PlanningError as exc:
         rt.store.inputs.fail(input_id, str(exc), [p.to_dict() for p in exc.problems], job_id)
         bound.warning("plan_failed", action="plan", error=str(exc)[:500],
