@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from planfleet import script_paths
 from planfleet.dispatch import DispatchError
 
 #: Statuses that say the request is wrong in a way a retry will not fix.
@@ -93,6 +94,16 @@ class WindmillClient:
             raise self._fail(resp, what)
         return resp
 
+    @staticmethod
+    def _path(path: str, what: str) -> str:
+        """``path`` checked against Windmill's grammar again (a stored plan may predate the
+        check, or come from elsewhere) and URL-encoded segment by segment: no path can climb
+        out of ``/api/w/{workspace}/…`` with the fleet's token."""
+        why = script_paths.problem(path)
+        if why is not None:
+            raise DispatchError(f"refused to send {what}: {why}", permanent=True)
+        return "/".join(quote(part, safe="") for part in path.split("/"))
+
     # -- jobs --------------------------------------------------------------------------------
 
     def _run(self, kind: str, path: str, job_id: uuid.UUID, args: Mapping[str, Any],
@@ -106,11 +117,13 @@ class WindmillClient:
 
     def run_script(self, job_id: uuid.UUID, script: str, args: Mapping[str, Any]) -> bool:
         """Start ``script`` as job ``job_id``; False when that job id exists already."""
-        return self._run("run_script", f"p/{script}", job_id, args, f"script {script}")
+        what = f"script {script[:300]}"
+        return self._run("run_script", f"p/{self._path(script, what)}", job_id, args, what)
 
     def run_flow(self, job_id: uuid.UUID, flow: str, args: Mapping[str, Any]) -> bool:
         """Start flow ``flow`` as job ``job_id``; False when that job id exists already."""
-        return self._run("run_flow", f"f/{flow}", job_id, args, f"flow {flow}")
+        what = f"flow {flow[:300]}"
+        return self._run("run_flow", f"f/{self._path(flow, what)}", job_id, args, what)
 
     def get_job(self, job_id: uuid.UUID) -> dict[str, Any] | None:
         """The job (queued, running or completed), None when Windmill does not know it."""
@@ -166,13 +179,14 @@ class WindmillClient:
 
     def deploy_flow(self, path: str, flow: Mapping[str, Any]) -> None:
         """Create the flow at ``path``, or update it when it exists."""
-        what = f"flow {path}"
-        exists = self._ok(self._send("flow", "GET", f"{self._ws}/flows/exists/{path}",
+        what = f"flow {path[:300]}"
+        encoded = self._path(path, what)
+        exists = self._ok(self._send("flow", "GET", f"{self._ws}/flows/exists/{encoded}",
                                      what=what), what).json()
         body = {**flow, "path": path}
         if exists:
-            self._ok(self._send("flow", "POST", f"{self._ws}/flows/update/{path}", json=body,
-                                what=what), what)
+            self._ok(self._send("flow", "POST", f"{self._ws}/flows/update/{encoded}",
+                                json=body, what=what), what)
         else:
             resp = self._send("flow", "POST", f"{self._ws}/flows/create", json=body, what=what)
             if resp.status_code == 400 and "already exists" in resp.text:

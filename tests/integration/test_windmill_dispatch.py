@@ -122,7 +122,7 @@ def test_jobs_submitted_by_an_earlier_worker_are_adopted(windmill: FakeWindmill)
 
 
 @pytest.mark.parametrize("change, status", [
-    ({"token": "wrong"}, 401), ({"workspace": "elsewhere"}, 404), ({"script": "f/nope"}, 404)])
+    ({"token": "wrong"}, 401), ({"workspace": "elsewhere"}, 404), ({"script": "f/test/nope"}, 404)])
 def test_misconfiguration_fails_at_once_naming_script_and_status(
         windmill: FakeWindmill, change: dict[str, str], status: int) -> None:
     d = make(windmill, token=change.get("token"), workspace=change.get("workspace"))
