@@ -488,7 +488,7 @@ def pull_youtrack(
     from planfleet import youtrack
 
     try:
-        issues = youtrack.fetch_issues(url, token, project, query)
+        issues = youtrack.fetch_issues(url, token, project, query, quote_body=True)
     except youtrack.YouTrackError as exc:
         raise _fail(str(exc), RET_UNAVAILABLE if exc.unavailable else RET_INVALID) from exc
     if not issues:

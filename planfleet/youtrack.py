@@ -46,8 +46,14 @@ def query_for(project: str, query: str | None = None) -> str:
 
 
 def fetch_issues(url: str, token: str, project: str, query: str | None = None, *,
-                 client: httpx.Client | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """The project's open issues, every page."""
+                 client: httpx.Client | None = None, timeout: float = 30.0,
+                 quote_body: bool = False) -> list[dict[str, Any]]:
+    """The project's open issues, every page.
+
+    An error quotes the answer's status line; ``quote_body`` adds YouTrack's own message
+    (for an operator at a terminal, who chose the URL: never in a job's error that others
+    read).
+    """
     own = client is None
     http = client or httpx.Client(timeout=timeout)
     search = query_for(project, query)
@@ -64,13 +70,13 @@ def fetch_issues(url: str, token: str, project: str, query: str | None = None, *
                                     unavailable=True) from exc
             if resp.status_code in (401, 403):
                 raise YouTrackError(f"YouTrack refused the token ({resp.status_code}): "
-                                    f"{_message(resp)}")
+                                    f"{_message(resp, quote_body)}")
             if resp.status_code >= 500:
-                raise YouTrackError(f"YouTrack answered {resp.status_code}: {_message(resp)}",
+                raise YouTrackError(f"YouTrack answered {resp.status_code}: {_message(resp, quote_body)}",
                                     unavailable=True)
             if resp.status_code != 200:
                 raise YouTrackError(f"YouTrack refused the search {search!r} "
-                                    f"({resp.status_code}): {_message(resp)}")
+                                    f"({resp.status_code}): {_message(resp, quote_body)}")
             page = resp.json()
             if not isinstance(page, list):
                 raise YouTrackError(f"YouTrack answered {type(page).__name__}, not a list of "
@@ -84,7 +90,12 @@ def fetch_issues(url: str, token: str, project: str, query: str | None = None, *
     return issues
 
 
-def _message(resp: httpx.Response) -> str:
+def _message(resp: httpx.Response, quote_body: bool = False) -> str:
+    """The answer's status line; its body only when ``quote_body`` (a body may hold whatever
+    the server chose to say, and a job's error ends up where others read it)."""
+    status = resp.reason_phrase or "no reason given"
+    if not quote_body:
+        return status
     try:
         body = resp.json()
     except ValueError:

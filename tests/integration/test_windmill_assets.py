@@ -84,7 +84,7 @@ def test_solver_dispatch_runs_and_is_idempotent(local: LocalDispatcher) -> None:
 
 
 def test_planner_dispatch_plans_youtrack_and_starts_the_immediate_batch(
-        local: LocalDispatcher) -> None:
+        local: LocalDispatcher, monkeypatch: pytest.MonkeyPatch) -> None:
     yt = FakeYouTrack([
         issue("SAM-1", "Schema", minutes=60),
         issue("SAM-2", "Login", minutes=30, depends_on=("SAM-1",)),
@@ -92,11 +92,13 @@ def test_planner_dispatch_plans_youtrack_and_starts_the_immediate_batch(
         issue("SAM-4", "Icons", minutes=10),
         issue("SAM-5", "Review", minutes=5, depends_on=("SAM-2", "SAM-3")),
     ])
+    # YouTrack's place and token are the fleet's configuration (here: the environment)
+    monkeypatch.setenv("YOUTRACK_URL", yt.url)
+    monkeypatch.setenv("YOUTRACK_TOKEN", yt.token)
     try:
         job = uuid.uuid4()
-        local.submit(job, "f/planner/planner_dispatch", {
-            "youtrack_url": yt.url, "youtrack_token": yt.token, "project": "SAM",
-            "max_parallel": 2}, 120)
+        local.submit(job, "f/planner/planner_dispatch", {"project": "SAM", "max_parallel": 2},
+                     120)
         st = wait_done(local, job, timeout=60)
     finally:
         yt.close()
@@ -110,3 +112,39 @@ def test_planner_dispatch_plans_youtrack_and_starts_the_immediate_batch(
     for d in out["dispatched"]:
         sub = wait_done(local, uuid.UUID(d["job_id"]))
         assert sub.state is JobState.SUCCESS and sub.result["task_id"] == d["task_id"]
+
+
+def test_planner_dispatch_takes_no_url_from_its_args_and_quotes_no_body(
+        local: LocalDispatcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the fleet's YouTrack configured (with a token it refuses, to see an error)
+    yt = FakeYouTrack([issue("SAM-1", "Schema", minutes=60)], token="perm:right")
+    monkeypatch.setenv("YOUTRACK_URL", yt.url)
+    monkeypatch.setenv("YOUTRACK_TOKEN", "perm:wrong")
+    try:
+        # When a task file names the script with a URL and token of its choosing
+        job = uuid.uuid4()
+        local.submit(job, "f/planner/planner_dispatch", {
+            "youtrack_url": "http://127.0.0.1:9/internal", "youtrack_token": "x",
+            "project": "SAM"}, 60)
+        st = wait_done(local, job, timeout=60)
+    finally:
+        yt.close()
+    # Then the configured YouTrack was asked (its 401), not the task file's URL
+    assert st.state is JobState.FAILURE
+    error = st.error or ""
+    assert "refused the token (401): Unauthorized" in error, error
+    assert "127.0.0.1:9" not in error
+    # and the error quotes the status line, not the body YouTrack sent
+    assert "You are not logged in" not in error
+
+
+def test_planner_dispatch_without_configuration_says_what_to_set(
+        local: LocalDispatcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("YOUTRACK_URL", raising=False)
+    monkeypatch.delenv("YOUTRACK_TOKEN", raising=False)
+    job = uuid.uuid4()
+    local.submit(job, "f/planner/planner_dispatch", {"project": "SAM"}, 60)
+    st = wait_done(local, job, timeout=60)
+    assert st.state is JobState.FAILURE
+    assert "YOUTRACK_URL is not configured" in (st.error or "")
+    assert "f/planner/youtrack_url" in (st.error or "")
