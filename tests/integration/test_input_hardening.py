@@ -123,3 +123,41 @@ def test_an_input_whose_worker_dies_every_time_is_failed(fleet: Fleet, database_
     # When it is claimed once more, Then it is failed with what happened
     assert planning.plan_input(fleet.rt, input_id, "job-10") is None
     assert "started 9 times without finishing" in failed_with(fleet, input_id)
+
+
+def test_the_decide_url_of_a_task_id_with_slashes_stays_on_its_plan(
+    fleet: Fleet, database_url: str, redis_url: str
+) -> None:
+    # Given a stored plan (from before ids with '/' were refused) whose blocked step's id
+    # would climb to another plan's step
+    from fastapi.testclient import TestClient
+
+    from planfleet.api import create_app
+    from planfleet.config import Config
+    from planfleet.runtime import open_runtime
+
+    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token="t"))
+    auth = {"Authorization": "Bearer t"}
+    fleet.store.settings.update(auto_build=False)
+    _, plan_id = plan(fleet, {"tasks": [{"id": "A", "script": "f/test/work"}]})
+    assert plan_id is not None
+    evil = "z/../../../3/steps/victim"
+    rt.store.plans.queue(plan_id)
+    assert rt.store.plans.claim(plan_id, "w", 30)
+    rt.store.steps.create(plan_id, [{"task_id": evil, "script": "f/test/work", "solver": None,
+                                     "args": {}}])
+    step = rt.store.steps.latest(plan_id)[evil]
+    rt.store.steps.dispatch(step.id, "31111111-2222-3333-4444-555555555555")
+    rt.store.steps.finish(step.id, models.StepStatus.BLOCKED, error="stuck")
+    expected = f"/api/plans/{plan_id}/steps/z%2F..%2F..%2F..%2F3%2Fsteps%2Fvictim/decide"
+    try:
+        with TestClient(create_app(rt)) as client:
+            page = client.get(f"/plans/{plan_id}", headers=auth).text
+            # a click sends exactly that URL: it reaches no other plan's step
+            r = client.post(expected, json={"decision": "skip"}, headers=auth)
+            assert r.status_code == 404
+    finally:
+        rt.close()
+    # Then the page's decide URL encodes every '/' of the id: it names this plan's step
+    assert f'data-url="{expected}"' in page
+    assert "steps/z/.." not in page
