@@ -210,7 +210,8 @@ class Watcher:
         try:
             entries = list(os.scandir(self.root))
         except OSError as exc:
-            log.warning("watch_dir_unreadable", action="scan", dir=str(self.root), error=str(exc))
+            log.warning("watch_dir_unreadable", action="scan", dir=names.display(str(self.root)),
+                        error=names.display(str(exc)))
             return 0
         for entry in entries:
             name = entry.name
@@ -251,7 +252,7 @@ class Watcher:
         observer.start()
         self._observer = observer
         self._next_rescan = 0.0  # scan at once: files that arrived while nobody watched
-        log.info("watching", action="watch", dir=str(root), known=len(self._known))
+        log.info("watching", action="watch", dir=names.display(str(root)), known=len(self._known))
 
     def _drain_events(self, now: float) -> None:
         while True:

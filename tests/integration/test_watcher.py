@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import psycopg
@@ -365,3 +366,31 @@ def test_a_name_that_is_not_utf8_is_recorded_with_its_bytes_and_the_watcher_goes
     again.watcher.scan(time.time())
     time.sleep(WINDOW * 3)
     assert len(rows(database_url)) == 3
+
+
+def test_a_file_that_cannot_be_recorded_is_refused_alone_and_the_watcher_goes_on(
+    start_watcher: Callable[..., RunningWatcher], watch_dir: Path, database_url: str
+) -> None:
+    # Given a store that fails in an unexpected way on one file's bytes
+    w = start_watcher()
+    repo = w.watcher.store.inputs
+    real = repo.record_files
+
+    def picky(source_dir: str, files: list[Any], *, queue: bool) -> list[Any]:
+        if any(f.content and b"POISON" in f.content for f in files):
+            raise ValueError("cannot adapt this value")
+        return real(source_dir, files, queue=queue)
+
+    repo.record_files = picky  # type: ignore[method-assign]
+    # When it is dropped with others
+    (watch_dir / "poison.yaml").write_text("tasks: [{id: POISON}]\n")
+    (watch_dir / "good.yaml").write_text("tasks: [{id: GOOD}]\n")
+    wait_for(lambda: len(rows(database_url)) == 2, timeout=10)
+    # Then it alone is refused with the reason, the other is recorded, the watcher lives on
+    by_name = {r["filename"]: r for r in rows(database_url)}
+    assert by_name["good.yaml"]["status"] == "queued"
+    assert by_name["poison.yaml"]["status"] == "failed"
+    assert "could not be recorded: ValueError: cannot adapt" in by_name["poison.yaml"]["error"]
+    (watch_dir / "later.yaml").write_text("tasks: [{id: LATER}]\n")
+    wait_for(lambda: len(rows(database_url)) == 3, timeout=10)
+    assert w.thread.is_alive() and not w.errors
