@@ -324,7 +324,7 @@ def test_pause_resume_and_decide_through_the_api(client: TestClient, rt: Runtime
     rt.store.steps.dispatch(a.id, "21111111-2222-3333-4444-555555555555")
     rt.store.steps.finish(a.id, models.StepStatus.BLOCKED, error="which db?",
                           error_type="specification", question="Which database?")
-    assert rt.store.plans.block(plan_id, "w")
+    assert rt.store.plans.block(plan_id)
     d = client.get(f"/api/plans/{plan_id}").json()
     assert d["waiting_for_a_person"] == {"B": "A"}
     blocked = next(s for s in d["steps"] if s["task_id"] == "A")
