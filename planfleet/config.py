@@ -7,6 +7,7 @@ Operator toggles that must change while the fleet runs (``auto_plan``, ``auto_bu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -108,11 +109,12 @@ class Config(BaseSettings):
     api_host: str = defaults.API_HOST
     api_port: int = Field(defaults.API_PORT, ge=0, le=65535)
 
-    def script_patterns(self) -> tuple[str, ...]:
-        """The allow-list of scripts (PLANFLEET_ALLOWED_SCRIPTS, else the scripts folder's)."""
+    def script_patterns(self, registered: Iterable[str] = ()) -> tuple[str, ...]:
+        """The allow-list of scripts: PLANFLEET_ALLOWED_SCRIPTS, else the scripts folder's
+        plus ``registered`` (the scripts of the fleet's declared solvers)."""
         if self.allowed_scripts is not None:
             return script_paths.parse_patterns(self.allowed_scripts)
-        return script_paths.default_patterns(self.scripts_dir)
+        return script_paths.default_patterns(self.scripts_dir, registered)
 
     @classmethod
     def settings_customise_sources(

@@ -82,9 +82,10 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
     assert claimed.content is not None
     settings = rt.store.settings.get()
     config = rt.config
+    registered = [s["script"] for s in rt.store.fleet.solvers() if s.get("script")]
     limits = planner.Limits(max_parallel=config.max_parallel_limit,
                             timeout=config.step_timeout_limit,
-                            allowed_scripts=config.script_patterns())
+                            allowed_scripts=config.script_patterns(registered))
     try:
         task_list = planner.load_checked(claimed.content, claimed.filename, limits=limits)
         # the settings' default obeys the fleet's limit too (a file over it is refused above)

@@ -65,6 +65,10 @@ def test_a_script_outside_the_allow_list_fails_the_input(fleet: Fleet) -> None:
     # a script of the folder plans
     _, ok = plan(fleet, {"tasks": [{"id": "B", "script": "f/test/work"}]})
     assert ok is not None
+    # and so does the script of a solver the fleet declares
+    fleet.store.fleet.set_solver("agents", 2, "f/agents/run")
+    _, ok = plan(fleet, {"tasks": [{"id": "C", "script": "f/agents/run"}]})
+    assert ok is not None
 
 
 def test_max_parallel_and_timeout_over_the_fleet_limits_fail_the_input(fleet: Fleet) -> None:
