@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from planfleet import script_paths
 from planfleet.dispatch import DispatchError, JobState, JobStatus, Submission, submit_each
 from planfleet.processes import alive
 
@@ -57,6 +58,9 @@ class LocalDispatcher:
         self._exec: subprocess.Popen[bytes] | None = None
 
     def script_file(self, script: str) -> Path:
+        why = script_paths.problem(script)
+        if why is not None:  # Windmill's grammar, as for Windmill (and no ENAMETOOLONG)
+            raise DispatchError(f"refused to run the script: {why}", permanent=True)
         path = (self.scripts_dir / f"{script}.py").resolve()
         if not path.is_relative_to(self.scripts_dir.resolve()):
             raise DispatchError(f"script path {script!r} leaves the scripts dir", permanent=True)

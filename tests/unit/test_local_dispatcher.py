@@ -95,3 +95,13 @@ def test_retry_policy_backs_off_exponentially_with_jitter_and_a_cap() -> None:
         nominal = min(3600, 30 * 2 ** (tries - 1))
         assert 0.8 * nominal <= d <= 1.2 * nominal
     assert retry.decide(3, max_attempts=3, base=30, cap=3600) == retry.Decision(retry=False)
+
+
+@pytest.mark.parametrize("script", ["f/unit/" + "e" * 5000, "f/unit/../../../etc/passwd",
+                                    "f/unit/echo\u0000"])
+def test_a_script_path_outside_the_grammar_fails_at_once(local: LocalDispatcher,
+                                                         script: str) -> None:
+    # a 5,000-character name raised ENAMETOOLONG out of submit; now a permanent, clear refusal
+    with pytest.raises(DispatchError) as info:
+        local.submit(uuid.uuid4(), script, {}, 10)
+    assert info.value.permanent and "script path" in str(info.value)
