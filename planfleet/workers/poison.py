@@ -8,9 +8,10 @@ import dataclasses
 
 from planfleet import exceptions
 
-#: Faults of the fleet, not of the input: retried by RQ (and the reconciler) however often.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    exceptions.DatabaseUnavailable, exceptions.QueueUnavailable)
+#: Not the input's fault: the fleet's (retried by RQ and the reconciler however often), or a
+#: record that moved on meanwhile (another job holds it now: nothing to fail).
+NOT_POISON: tuple[type[BaseException], ...] = (
+    exceptions.DatabaseUnavailable, exceptions.QueueUnavailable, exceptions.InvalidTransition)
 #: Longest error message kept with the failed record.
 MAX_MESSAGE = 2000
 
@@ -25,7 +26,7 @@ class Verdict:
 
 def after_error(exc: BaseException, attempts: int, max_attempts: int) -> Verdict:
     """What to do after attempt number ``attempts`` ended with ``exc``."""
-    if isinstance(exc, TRANSIENT) or attempts < max_attempts:
+    if isinstance(exc, NOT_POISON) or attempts < max_attempts:
         return Verdict(fail=False)
     text = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00")
     if len(text) > MAX_MESSAGE:

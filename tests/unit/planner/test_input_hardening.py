@@ -192,6 +192,7 @@ def test_transient_faults_are_never_poison() -> None:
 
     assert not poison.after_error(exceptions.DatabaseUnavailable("x"), 99, 3).fail
     assert not poison.after_error(exceptions.QueueUnavailable("x"), 99, 3).fail
+    assert not poison.after_error(exceptions.InvalidTransition("taken over"), 99, 3).fail
 
 
 def test_a_job_that_never_ends_is_given_up_after_its_margin() -> None:
