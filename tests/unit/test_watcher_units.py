@@ -216,7 +216,9 @@ def test_swapping_a_name_for_a_symlink_in_a_loop_never_reads_the_outside_file(
     inbox.mkdir()
     secret = tmp_path / "secret.yaml"
     secret.write_bytes(b"SECRET: root only\n")
-    body = b"tasks: [{id: A}]\n"
+    # the attacker's own file: the secret's size and mtime (both can be read with stat)
+    body = b"tasks: [{id: A}]\n".ljust(secret.stat().st_size, b" ")
+    mtime = secret.stat().st_mtime_ns
     name = inbox / "swap.yaml"
     stop = threading.Event()
 
@@ -226,6 +228,7 @@ def test_swapping_a_name_for_a_symlink_in_a_loop_never_reads_the_outside_file(
             tmp = inbox / f".tmp{i % 2}"
             if i % 2:
                 tmp.write_bytes(body)
+                os.utime(tmp, ns=(mtime, mtime))
             else:
                 tmp.symlink_to(secret)
             os.replace(tmp, name)
