@@ -34,11 +34,19 @@ def _all_built(fleet: Fleet, n: int, timeout: float) -> list[models.PlanRecord]:
 
 
 def test_plans_progress_at_once_on_one_build_worker(fleet: Fleet) -> None:
-    # Given one build worker and four plans of three independent one-second tasks
+    # Given one build worker, runner slots for all, and four plans of three independent
+    # two-second tasks
+    fleet.store.settings.update(auto_build=False)
+    fleet.env.update(PLANFLEET_RUNNER_SLOTS="12")
     fleet.workers()
     for k in range(4):
-        fleet.submit(fleet.task_file([{"id": f"P{k}T{i}", "args": {"sleep": 1.0}}
+        fleet.submit(fleet.task_file([{"id": f"P{k}T{i}", "args": {"sleep": 2.0}}
                                       for i in range(3)], max_parallel=3))
+    ready = wait_for(lambda: len(p := [x.id for x in fleet.store.plans.list()
+                                       if x.status is models.PlanStatus.READY_FOR_BUILD]) == 4
+                     and p, timeout=60)
+    # When all four are queued for building at once
+    assert fleet.cli("enqueue-build", *map(str, ready)).returncode == 0  # type: ignore[arg-type]
     plans = _all_built(fleet, 4, timeout=90)
     # Then no plan waited for another: at one instant every plan had a step running
     spans = {p.id: [(s.started_at, s.finished_at) for s in fleet.store.steps.all(p.id)]
