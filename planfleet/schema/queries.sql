@@ -556,8 +556,9 @@ FROM plans WHERE id = ANY (%(ids)s);
 
 -- name: claim_steps
 -- pending -> dispatched for the chosen steps, with the job ids chosen before any request;
--- the step holds its slot from here until its end is recorded.
-UPDATE steps SET status = 'dispatched', windmill_job_id = c.job, started_at = now(),
+-- the step holds its slot from here until its end is recorded (started_at is the statement's
+-- time, after the lock was taken, not the transaction's start).
+UPDATE steps SET status = 'dispatched', windmill_job_id = c.job, started_at = clock_timestamp(),
     ready_at = NULL, observed = NULL, updated_at = now()
 FROM jsonb_to_recordset(%(claims)s) AS c(id bigint, job uuid)
 WHERE steps.id = c.id AND steps.status = 'pending'

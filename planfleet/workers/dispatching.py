@@ -121,3 +121,15 @@ class Dispatching:
                 bound.warning("step_submit_retry", action="build", error=str(exc))
         if failed:
             self.wake(sorted(failed))
+
+
+def waiting_reasons(load: FleetLoad, config: Config, plan_id: int) -> dict[str, str]:
+    """Why each ready step of the plan has not started, in words."""
+    candidates, plans, fleet = snapshot(load, config)
+    holders: dict[str, set[int]] = {}
+    for (pid, solver, _), n in load.active.items():
+        if solver is not None and n:
+            holders.setdefault(solver, set()).add(pid)
+    return {c.task_id: sharing.waiting_reason(c, plans[c.plan_id], fleet,
+                                              {s: sorted(p) for s, p in holders.items()})
+            for c in candidates if c.plan_id == plan_id}

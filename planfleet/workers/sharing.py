@@ -135,9 +135,11 @@ def waiting_reason(c: Candidate, plan: PlanState, fleet: Fleet,
     """Why a ready step has not started, in words (``holders``: plans running each solver)."""
     s = c.solver
     if s is not None and s in fleet.caps and fleet.busy.get(s, 0) >= fleet.caps[s]:
-        who = ", ".join(str(p) for p in sorted(holders.get(s, ())))
+        names = [str(p) for p in sorted(holders.get(s, ()))]
+        who = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+        plural = "plans" if len(names) > 1 else "plan"
         return (f"waiting for a free {s} slot: {fleet.busy.get(s, 0)} of {fleet.caps[s]} busy"
-                + (f", plans {who}" if who else ""))
+                + (f", {plural} {who}" if who else ""))
     if s is not None and s in plan.caps and plan.active_by_solver.get(s, 0) >= plan.caps[s]:
         return f"waiting for a free {s} slot of this plan: {plan.caps[s]} busy"
     if plan.alone_active:
