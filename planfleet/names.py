@@ -15,13 +15,14 @@ import os
 def display(name: str) -> str:
     """``name`` with every byte that is not UTF-8 written as ``\\xNN`` (text any store accepts).
 
-    A name that is valid UTF-8 is returned unchanged.
+    A name that is valid UTF-8 is returned unchanged, but for a NUL character (``\\x00``: no
+    file name holds one, but a name given through the API might, and Postgres refuses it).
     """
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return os.fsencode(name).decode("utf-8", "backslashreplace")
-    return name
+        name = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name.replace("\x00", "\\x00")
 
 
 def raw(name: str) -> bytes | None:

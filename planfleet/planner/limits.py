@@ -53,11 +53,11 @@ def check(task_list: TaskList, limits: Limits) -> list[Problem]:
 def _scripts(task_list: TaskList, patterns: Sequence[str], default: str) -> list[Problem]:
     problems: list[Problem] = []
 
-    def refuse(path: str, **where: str | int | None) -> None:
+    def refuse(path: str, field: str, task: str | None = None, line: int | None = None) -> None:
         problems.append(Problem(
             "script_not_allowed", f"script {path!r} is not allowed on this fleet (allowed: "
             f"{', '.join(patterns[:10]) or 'none'}{', …' if len(patterns) > 10 else ''}; "
-            "PLANFLEET_ALLOWED_SCRIPTS)", **where))  # type: ignore[arg-type]
+            "PLANFLEET_ALLOWED_SCRIPTS)", task=task, field=field, line=line))
 
     for name, spec in task_list.solvers.items():
         for key in ("script", "qa"):
@@ -72,8 +72,8 @@ def _scripts(task_list: TaskList, patterns: Sequence[str], default: str) -> list
             if not script_paths.allowed(task.script, patterns):
                 refuse(task.script, task=task.id, field="script", line=task.line)
             continue
-        spec = task_list.solvers.get(task.solver[0]) if task.solver else None
-        if spec is None or spec.script is None:
+        solver = task_list.solvers.get(task.solver[0]) if task.solver else None
+        if solver is None or solver.script is None:
             default_used = True
     if default_used and not script_paths.allowed(default, patterns):
         refuse(default, field="script")

@@ -19,3 +19,7 @@ def test_a_latin1_name_is_shown_escaped_and_kept_as_its_bytes() -> None:
     assert names.display(name).encode("utf-8")  # storable
     assert names.from_stored(names.display(name), names.raw(name)) == name
     assert names.from_stored("plain.yaml", None) == "plain.yaml"
+
+
+def test_a_nul_character_is_escaped_too() -> None:
+    assert names.display("a\u0000b.yaml") == "a\\x00b.yaml"
