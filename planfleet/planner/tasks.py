@@ -157,7 +157,7 @@ def check_id(value: Any) -> str:
         raise ValueError("id contains control characters")
     if "/" in text:
         # an id names its step in URLs (/api/plans/{id}/steps/{task}): a '/' would leave it
-        raise ValueError(f"id {text[:80]!r} contains '/' (not allowed in task ids)")
+        raise ValueError(f"id {text[:80]!r} contains '/' (not allowed: ids are URL segments)")
     return text
 
 
@@ -293,6 +293,12 @@ def build_solvers(raw: Any, problems: list[Problem]) -> dict[str, SolverSpec]:
         return {}
     out: dict[str, SolverSpec] = {}
     for name, spec in raw.items():
+        try:
+            check_id(name)
+        except ValueError as exc:
+            problems.append(Problem("bad_field", f"solver name {str(exc).removeprefix('id ')}",
+                                    field="solvers"))
+            continue
         if spec is None:
             spec = {}
         if not isinstance(spec, dict):

@@ -204,3 +204,10 @@ def test_a_job_that_never_ends_is_given_up_after_its_margin() -> None:
 def test_a_poison_message_is_storable_and_bounded() -> None:
     verdict = poison.after_error(ValueError("a\u0000b" + "x" * 5000), 3, 3)
     assert "\u0000" not in verdict.error and len(verdict.error) < 2100
+
+
+@pytest.mark.parametrize("name", ["bad\u0000name", "a/b", "x" * 300])
+def test_a_solver_name_that_cannot_be_stored_or_named_in_a_url_is_refused(name: str) -> None:
+    found = problems({"solvers": {name: {"capacity": 1}}, "tasks": [{"id": "A"}]})
+    assert [(p.code, p.field) for p in found] == [("bad_field", "solvers")]
+    assert found[0].message.startswith("solver name ")
