@@ -320,6 +320,23 @@ def test_solvers_and_max_running_through_the_api_and_the_metrics(
     assert rt.store.settings.get().max_running == 7
 
 
+def test_the_fleet_view_and_a_plan_say_what_waits_for_which_solver(
+        client: TestClient, rt: Runtime) -> None:
+    plan_id = make_plan(rt, client)
+    rt.store.fleet.set_solver("angrav", 0)
+    rt.store.plans.queue(plan_id)
+    assert rt.store.plans.start_turns(plan_id, 4, {})
+    rt.store.steps.create(plan_id, [{"task_id": "A", "script": "f/x", "solver": "angrav",
+                                     "args": {}}])
+    rt.store.steps.mark_ready([rt.store.steps.latest(plan_id)["A"].id])
+    page = client.get("/fleet").text
+    assert "angrav" in page and f'<a href="/plans/{plan_id}">{plan_id}</a>' in page
+    detail = client.get(f"/api/plans/{plan_id}").json()
+    assert detail["waiting_for_a_slot"] == {"A": "waiting for a free angrav slot: 0 of 0 busy"}
+    assert "waiting for a free angrav slot" in client.get(f"/plans/{plan_id}").text
+    assert client.get("/api/solvers").json()[0]["waiting"] == 1
+
+
 def test_openapi_schema_lists_the_seed_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/pending-inputs", "/api/pending-inputs/{input_id}/enqueue-plan",
