@@ -435,6 +435,11 @@ def plan_cmd(
             lines += [f"  - {problem}" for problem in exc.problems]
             sys.stderr.write("\n".join(lines) + "\n")
         raise typer.Exit(RET_INVALID) from exc
+    if result.warnings and not machine:
+        n = len(result.warnings)
+        lines = [f"{n} warning{'s' if n != 1 else ''} about {source}:"]
+        lines += [f"  - {planner.Problem(**w)}" for w in result.warnings]
+        sys.stderr.write("\n".join(lines) + "\n")
     if windmill_flow:
         sys.stdout.write(json.dumps(flow.to_windmill_flow(result), indent=2) + "\n")
     elif as_json:
