@@ -243,15 +243,16 @@ class PlanRepository(_Guarded):
     def create_from_input(
         self, input_id: int, plan: dict[str, Any], summary: dict[str, Any], digest: str,
         *, queue: bool, job: str | None = None,
+        warnings: list[dict[str, Any]] | None = None,
     ) -> int:
         """planning -> planned and the plan (``queued`` when ``queue``), in one transaction
-        (when ``job`` still holds the input)."""
+        (when ``job`` still holds the input); ``warnings`` are kept on the input."""
         with self._db.transaction() as cur:
             cur.execute(
                 queries.get("insert_plan_for_input"),
                 {"input_id": input_id, "plan": Jsonb(plan), "summary": Jsonb(summary),
                  "digest": digest, "status": "queued" if queue else "ready_for_build",
-                 "job": job},
+                 "job": job, "warnings": Jsonb(warnings or [])},
             )
             row = cur.fetchone()
             if row is None:
