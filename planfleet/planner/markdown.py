@@ -28,8 +28,8 @@ from typing import Any
 
 from planfleet.planner.errors import Problem
 
-#: A spec-kit id: ``T001``, sub-ids ``T005.1``, suffixed ``T053a``.
-ID = r"T\d+(?:\.\d+)*[a-z]?"
+#: A spec-kit id: ``T001``, sub-ids ``T005.1``, suffixed ``T053a``, ``T058-test``.
+ID = r"T\d+(?:\.\d+)*[a-z]?(?:-[a-z][a-z0-9]*)?"
 _ID_RE = re.compile(rf"\b({ID})\b")
 _DECOR = r"(?:\*\*|__|`|\*)?"
 _BULLET = re.compile(r"^(?P<indent>[ \t]*)(?:[-*+]|\d+[.)])[ \t]+(?P<body>.*)$")
@@ -48,7 +48,7 @@ _STATUS_DONE = re.compile(
 _DONE_TICK = re.compile(r"✅|\((?:done|completed?)\)|\[(?:done|completed?)\]", re.IGNORECASE)
 _BODY_DONE = re.compile(r"^(?:done|completed?|finished)\b", re.IGNORECASE)
 #: "this task waits for …" and "… waits for this task" phrases.
-_AFTER_WORDS = (r"depends?\s+on|dependencies|dependency|depends|requires|required|"
+_AFTER_WORDS = (r"depends?\s+on|dependencies|dependency|depends|requires|"
                 r"blocked\s+by|prerequisites?|after|needs|waits?\s+(?:for|on)")
 _BEFORE_WORDS = r"blocks|unblocks|required\s+by|is\s+required\s+for|before"
 _PHRASE = re.compile(
@@ -139,11 +139,19 @@ def kiro_refs(text: str) -> list[tuple[str, str | None]]:
     return [(m.group(1), m.group(2)) for m in pattern.finditer(text)]
 
 
+_NEGATED = re.compile(r"\b(?:no|not|without|none|zero)\W*$", re.IGNORECASE)
+
+
+def _matches(text: str) -> list[re.Match[str]]:
+    """The dependency phrases of ``text``, leaving out negated ones ("no dependencies on")."""
+    return [m for m in _PHRASE.finditer(text) if not _NEGATED.search(text[max(0, m.start() - 12):m.start()])]
+
+
 def phrases(text: str) -> tuple[list[str], list[str]]:
     """The clauses of ``text`` naming what a task waits for, and what waits for it."""
     after: list[str] = []
     before: list[str] = []
-    for m in _PHRASE.finditer(text):
+    for m in _matches(text):
         clause = _clause(text[m.end():])
         (before if _BEFORE.match(m.group("word").strip()) else after).append(clause)
     return after, before
@@ -345,23 +353,40 @@ def _phrases_into(item: Item, text: str, lineno: int) -> None:
 
 
 def _statement(sc: Scan, line: str, lineno: int) -> None:
-    m = _PHRASE.search(line)
-    if m:
-        sc.statements.append((line[:m.start()], m.group("word").strip(), _clause(line[m.end():]),
-                              lineno))
-    elif "→" in line or "->" in line:
-        sc.statements.append((line, "→", "", lineno))
+    """A Dependencies-section line: its last phrase with something named on both sides
+    (``Phase 3: Unblocks after Phase 2`` is read at ``after``)."""
+    if line.lstrip().startswith("|"):
+        return  # a table row: no reading of its columns is safe
+    segments = re.split(r"→|->|⟶", line)
+    if len(segments) > 1:
+        # a chain: "T014/T015 → T016 (depends on both) → T017"; the ids outside parentheses
+        # of each step wait for the step before
+        outside = [re.sub(r"\([^)]*\)?", "", seg) for seg in segments]
+        if all(id_refs(seg) for seg in outside):
+            sc.statements.append(("→".join(outside), "→", "", lineno))
+            return
+    found = _matches(line)
+    for m in reversed(found):
+        # the line's topic is what stands before its first phrase
+        subject, obj = line[:found[0].start()], _clause(line[m.end():])
+        if (id_refs(subject) or _PHASE_REF.search(subject)) and (
+                id_refs(obj) or _PHASE_REF.search(obj)):
+            sc.statements.append((subject, m.group("word").strip(), obj, lineno))
+            return
+
 
 
 # -- dependencies ------------------------------------------------------------------------------
 
 
 def _key(task_id: str) -> tuple[Any, ...]:
-    m = re.fullmatch(r"T(\d+)((?:\.\d+)*)([a-z]?)", task_id)
+    """Sort key of an id: ``T005`` < ``T005.1`` < ``T005a`` < ``T005a-test`` < ``T006``."""
+    m = re.fullmatch(r"T(\d+)((?:\.\d+)*)([a-z]?)(-[a-z0-9]+)?", task_id)
     if not m:
-        return tuple(int(x) for x in task_id.split("."))
+        parts = task_id.split(".")
+        return (0, tuple(int(x) if x.isdigit() else 0 for x in parts), "", "")
     subs = tuple(int(x) for x in m.group(2).split(".")[1:])
-    return (int(m.group(1)), subs, m.group(3))
+    return (int(m.group(1)), subs, m.group(3), m.group(4) or "")
 
 
 @dataclasses.dataclass
@@ -475,7 +500,7 @@ def build(sc: Scan) -> Built:
                     explicit[other].add(item.id)
     for subject, word, obj, lineno in sc.statements:
         if word == "→":
-            chain = [expand(part) for part in re.split(r"→|->", subject)]
+            chain = [expand(part) for part in subject.split("→")]
             if all(chain):
                 for a, b in zip(chain, chain[1:], strict=False):
                     for x in b:
