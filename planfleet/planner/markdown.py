@@ -36,7 +36,8 @@ _BULLET = re.compile(r"^(?P<indent>[ \t]*)(?:[-*+]|\d+[.)])[ \t]+(?P<body>.*)$")
 _CHECKBOX = re.compile(r"^\[(?P<done>[ xX~\-/]?)\][ \t]*(?P<rest>.*)$")
 _HEADING = re.compile(r"^(?P<hashes>#{1,6})[ \t]+(?P<title>.*?)[ \t#]*$")
 _FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})")
-_LEAD_ID = re.compile(rf"^{_DECOR}\[?(?P<id>{ID})\]?{_DECOR}(?![\w.-]*\w)(?P<rest>.*)$")
+#: an id at the start of a task's text; a capital right after it starts the title ("T018Run …")
+_LEAD_ID = re.compile(rf"^{_DECOR}\[?(?P<id>{ID})\]?{_DECOR}(?![a-z0-9_.-]*[a-z0-9_])(?P<rest>.*)$")
 #: Something that tries to be an id and is not one (``TXXX``, ``T-001``, ``T 001``, ``TBD``).
 _BAD_ID = re.compile(r"^[*_`\[]*(?:T[A-Z]{2,}\b|T[-_ ]\d+|T\d+[A-Z]\b|T\d+\.\D)")
 _KIRO_LEAD = re.compile(r"^(?P<id>\d+(?:\.\d+)*)\.?(?=[ \t])(?P<rest>.*)$")
@@ -134,9 +135,21 @@ def id_refs(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
+_KIRO_LIST = re.compile(
+    r"^[\s*_`]*(?:tasks?\s*)?(?P<list>\d+(?:\.\d+)*(?:\s*(?:,|and|&|-|–)\s*(?:tasks?\s*)?"
+    r"\d+(?:\.\d+)*)*)(?![\w.]*\w)", re.IGNORECASE)
+
+
 def kiro_refs(text: str) -> list[tuple[str, str | None]]:
-    pattern = re.compile(r"(?<![\w.])(\d+(?:\.\d+)*)(?![\w.]*\w)(?:\s*(?:-|–|\.\.)\s*(\d+(?:\.\d+)*))?")
-    return [(m.group(1), m.group(2)) for m in pattern.finditer(text)]
+    """Kiro ids right after a phrase ("depends on 1.2, 1.3", "after task 2"): plain numbers
+    elsewhere in prose are not taken for tasks."""
+    m = _KIRO_LIST.match(text)
+    if not m:
+        return []
+    out: list[tuple[str, str | None]] = []
+    for r in re.finditer(r"(\d+(?:\.\d+)*)(?:\s*(?:-|–)\s*(\d+(?:\.\d+)*))?", m.group("list")):
+        out.append((r.group(1), r.group(2)))
+    return out
 
 
 _NEGATED = re.compile(r"\b(?:no|not|without|none|zero)\W*$", re.IGNORECASE)
@@ -144,7 +157,8 @@ _NEGATED = re.compile(r"\b(?:no|not|without|none|zero)\W*$", re.IGNORECASE)
 
 def _matches(text: str) -> list[re.Match[str]]:
     """The dependency phrases of ``text``, leaving out negated ones ("no dependencies on")."""
-    return [m for m in _PHRASE.finditer(text) if not _NEGATED.search(text[max(0, m.start() - 12):m.start()])]
+    return [m for m in _PHRASE.finditer(text)
+            if not _NEGATED.search(text[max(0, m.start() - 12):m.start()])]
 
 
 def phrases(text: str) -> tuple[list[str], list[str]]:
