@@ -512,7 +512,7 @@ def build(sc: Scan) -> Built:
             for other in expand(text):
                 if other in explicit and other != item.id:
                     explicit[other].add(item.id)
-    for subject, word, obj, lineno in sc.statements:
+    for subject, word, obj, _lineno in sc.statements:
         if word == "→":
             chain = [expand(part) for part in subject.split("→")]
             if all(chain):
