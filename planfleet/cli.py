@@ -471,6 +471,9 @@ def plan_cmd(
             n = len(exc.problems)
             lines = [f"cannot plan {source} ({n} problem{'s' if n != 1 else ''}):"]
             lines += [f"  - {problem}" for problem in exc.problems]
+            if exc.warnings:
+                lines.append(f"and {len(exc.warnings)} warning{'s' if len(exc.warnings) != 1 else ''}:")
+                lines += [f"  - {w}" for w in exc.warnings]
             sys.stderr.write("\n".join(lines) + "\n")
         raise typer.Exit(RET_INVALID) from exc
     if result.warnings and not machine:

@@ -76,8 +76,9 @@ WHERE id = %(id)s AND status = 'pending'
 RETURNING id;
 
 -- name: finish_input
--- planning -> planned | failed, with the error when failed.
-UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s
+-- planning -> planned | failed, with the error when failed (and what the planner warned about).
+UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s,
+    warnings = %(warnings)s
 WHERE id = %(id)s AND status = 'planning'
   AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
 RETURNING id;

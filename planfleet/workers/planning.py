@@ -70,7 +70,8 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
             task_list, max_parallel=task_list.max_parallel or settings.max_parallel
         )
     except planner.PlanningError as exc:
-        rt.store.inputs.fail(input_id, str(exc), [p.to_dict() for p in exc.problems], job_id)
+        rt.store.inputs.fail(input_id, str(exc), [p.to_dict() for p in exc.problems], job_id,
+                             warnings=[w.to_dict() for w in exc.warnings])
         bound.warning("plan_failed", action="plan", error=str(exc)[:500],
                       problems=len(exc.problems))
         return None

@@ -101,3 +101,18 @@ def test_a_clean_file_has_no_warnings(rt: Runtime, client: TestClient) -> None:
     assert rt.store.inputs.get(input_id).warnings == []
     page = client.get(f"/inputs/{input_id}").text
     assert "input-warnings" not in page
+
+
+def test_a_refused_file_keeps_its_warnings_beside_its_problems(rt: Runtime,
+                                                              client: TestClient) -> None:
+    rt.store.settings.update(auto_build=False)
+    doc = b"## Phase 1\n- [ ] T001 One\n- [ ] T001 Other\n- [ ] TXXX Placeholder\n"
+    r = client.post("/api/inputs?filename=tasks.md", content=doc, headers=AUTH)
+    input_id = int(r.json()["input_id"])
+    assert planning.plan_input(rt, input_id, "job-x") is None
+    detail = client.get(f"/api/pending-inputs/{input_id}").json()
+    assert detail["status"] == "failed"
+    assert [p["code"] for p in detail["problems"]] == ["duplicate_id"]
+    assert [(w["code"], w["line"]) for w in detail["warnings"]] == [("unreadable_task", 4)]
+    page = client.get(f"/inputs/{input_id}").text
+    assert "Why it failed" in page and "Warnings (1)" in page
