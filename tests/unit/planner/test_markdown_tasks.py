@@ -145,12 +145,24 @@ def test_a_dependencies_section() -> None:
 ## Dependencies
 - T011 blocks T014–T017
 - T010 depends on T009
-- T020 → T017
+- T017 → T016 → T015
+- T014 after T017
+- Tests (T014) before docs (T020); there are no dependencies on T009 here
 """
     deps = deps_of(doc)
     for t in ("T014", "T015", "T016", "T017"):
         assert "T011" in deps[t]
     assert "T009" in deps["T010"]
+    assert "T017" in deps["T016"] and "T016" in deps["T015"] and "T017" in deps["T014"]
+    assert "T014" in deps["T020"]
+
+
+def test_negated_phrases_are_not_dependencies() -> None:
+    from planfleet.planner import markdown
+
+    assert markdown.phrases("Can start now - no dependencies on T009") == ([], [])
+    assert markdown.phrases("not blocked by T002") == ([], [])
+    assert markdown.phrases("blocked by T002") == (["T002"], [])
 
 
 SPECKIT_STORIES = """# Tasks: Demo
@@ -192,6 +204,12 @@ def test_phase_dependencies_in_the_file_win_over_the_story_rule() -> None:
 """
     deps = deps_of(doc)
     assert "T005" in deps["T006"]
+
+
+def test_a_story_after_another_story() -> None:
+    doc = SPECKIT_STORIES + "\n## Dependencies\n- **User Story 2**: can start after User Story 1\n"
+    deps = deps_of(doc)
+    assert "T005" in deps["T006"] and "T004" in deps["T005"] and "T006" not in deps["T004"]
 
 
 def test_explicit_dependencies_win_over_the_files_order() -> None:
