@@ -22,6 +22,8 @@ from planfleet.planner.errors import PlanningError, Problem
 MAX_YAML_ALIASES = 100
 #: Tasks accepted in one list.
 MAX_TASKS = 1_000_000
+#: Warnings kept on one task list (the rest are counted in the last one).
+MAX_WARNINGS = 200
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -174,6 +176,13 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
 
 
 def _finish(kind: str, problems: list[Problem], specs: list[t.TaskSpec], **extra: Any) -> t.TaskList:
+    warnings = tuple(extra.pop("warnings", ()))
+    if len(warnings) > MAX_WARNINGS:
+        rest = len(warnings) - (MAX_WARNINGS - 1)
+        warnings = warnings[:MAX_WARNINGS - 1] + (Problem(
+            "more_warnings", f"and {rest} more warnings like these (the first "
+            f"{MAX_WARNINGS - 1} are listed)"),)
+    extra["warnings"] = warnings
     if not specs and not problems:
         problems.append(Problem("empty", "the task list has no tasks"))
     if problems:

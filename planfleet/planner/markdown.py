@@ -23,6 +23,7 @@ its line, or an error.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import re
 from typing import Any
 
@@ -571,46 +572,40 @@ def _phase_refs(sc: Scan, text: str) -> list[int]:
 def _explicit_wins(deps: dict[str, set[str]], implicit: dict[str, set[str]],
                    explicit: dict[str, set[str]], items: list[Item],
                    warnings: list[Problem]) -> None:
-    """Drop order edges that close a cycle with an explicit dependency (a task that depends
-    on a later one): the file's explicit dependencies win over its order."""
+    """Where an explicit dependency contradicts the file's order (a task depending on a later
+    one), the explicit dependency wins: the tasks are ordered by their explicit dependencies
+    first and by their place in the file among equals, and an order edge that would run
+    against that is replaced by what it waited for in turn, with a warning."""
+    index = {i.id: n for n, i in enumerate(items)}
+    nodes = [i.id for i in items if i.id in deps]
+    forced = {a: {b for b in explicit.get(a, set()) & deps[a] if b in deps} for a in nodes}
+    if not any(index[b] > index[a] for a in nodes for b in forced[a]):
+        return  # every explicit dependency points backwards: the file's order stands
+    waiting: dict[str, int] = {a: len(forced[a]) for a in nodes}
+    followers: dict[str, list[str]] = {a: [] for a in nodes}
+    for a in nodes:
+        for b in forced[a]:
+            followers[b].append(a)
+    ready = [(index[a], a) for a in nodes if not waiting[a]]
+    heapq.heapify(ready)
+    pos: dict[str, int] = {}
+    while ready:
+        _, a = heapq.heappop(ready)
+        pos[a] = len(pos)
+        for f in followers[a]:
+            waiting[f] -= 1
+            if not waiting[f]:
+                heapq.heappush(ready, (index[f], f))
+    if len(pos) < len(nodes):
+        return  # explicit dependencies in a cycle: the planner names it
     line = {i.id: i.line for i in items}
-    for _ in range(10_000):
-        cycle = _find_cycle(deps)
-        if cycle is None:
-            return
-        edges = list(zip(cycle, cycle[1:] + cycle[:1], strict=True))
-        weak = [(a, b) for a, b in edges if b in implicit.get(a, set()) and b not in explicit.get(a, set())]
-        if not weak:
-            return  # a real cycle among explicit dependencies: the planner names it
-        a, b = weak[0]
-        deps[a].discard(b)
-        forward = [(x, y) for x, y in edges if y in explicit.get(x, set())]
-        x, y = forward[0] if forward else (a, b)
-        warnings.append(Problem(
-            "order_overridden", f"{x} depends on {y} explicitly, against the file's order; "
-            f"{a} no longer waits for {b}", task=a, line=line.get(a)))
-
-
-def _find_cycle(deps: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    for root in deps:
-        if state.get(root):
-            continue
-        stack: list[tuple[str, list[str]]] = [(root, sorted(d for d in deps[root] if d in deps))]
-        path = [root]
-        state[root] = 1
-        while stack:
-            node, todo = stack[-1]
-            if not todo:
-                stack.pop()
-                path.pop()
-                state[node] = 2
+    for a in sorted(nodes, key=pos.__getitem__):
+        for b in sorted(deps[a], key=lambda d: index.get(d, -1)):
+            if b not in pos or pos[b] < pos[a] or b in forced[a]:
                 continue
-            nxt = todo.pop()
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):]
-            if not state.get(nxt):
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append((nxt, sorted(d for d in deps[nxt] if d in deps)))
-    return None
+            deps[a].discard(b)
+            # what b waited for in turn, as far as it comes before a
+            deps[a].update(d for d in deps[b] if d in pos and pos[d] < pos[a] and d != a)
+            warnings.append(Problem(
+                "order_overridden", f"{a} no longer waits for {b}, listed before it: explicit "
+                f"dependencies put {b} after {a}", task=a, line=line.get(a)))

@@ -289,3 +289,18 @@ def test_kiro_numbered_tasks() -> None:
     # a parent with sub-tasks is their group, not a task; 2.1 is done; order is the file's
     assert list(deps) == ["1", "2.2", "2.3", "3"]
     assert deps["2.2"] == {"1"} and deps["2.3"] == {"2.2", "1"} and deps["3"] == {"2.3"}
+
+
+def test_many_contradictions_are_resolved_quickly_and_their_warnings_capped() -> None:
+    import time
+
+    n = 5000
+    lines = ["## Phase 1"] + [
+        f"- [ ] T{i:05d} task (depends on T{i + 2:05d})" if i + 2 <= n else f"- [ ] T{i:05d} task"
+        for i in range(1, n + 1)]
+    started = time.monotonic()
+    tl = load_checked("\n".join(lines).encode(), "tasks.md")
+    assert time.monotonic() - started < 10
+    deps = {t.id: set(t.depends_on) for t in tl.tasks}
+    assert all(f"T{i + 2:05d}" in deps[f"T{i:05d}"] for i in range(1, n - 1))
+    assert len(tl.warnings) == 200 and tl.warnings[-1].code == "more_warnings"
