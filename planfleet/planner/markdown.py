@@ -374,11 +374,15 @@ def _statement(sc: Scan, line: str, lineno: int) -> None:
         return  # a table row: no reading of its columns is safe
     segments = re.split(r"→|->|⟶", line)
     if len(segments) > 1:
-        # a chain: "T014/T015 → T016 (depends on both) → T017"; the ids outside parentheses
-        # of each step wait for the step before
-        outside = [re.sub(r"\([^)]*\)?", "", seg) for seg in segments]
-        if all(id_refs(seg) for seg in outside):
-            sc.statements.append(("→".join(outside), "→", "", lineno))
+        # a chain: "T014/T015 → T016 (depends on both) → T017", "Setup (T001-T003) →
+        # Foundational (T004-T009) → …": each step's ids (outside parentheses if it has any
+        # there) wait for the step before when both name tasks
+        steps = []
+        for seg in segments:
+            outside = re.sub(r"\([^)]*\)?", "", seg)
+            steps.append(outside if id_refs(outside) else seg if id_refs(seg) else "")
+        if any(a and b for a, b in zip(steps, steps[1:], strict=False)):
+            sc.statements.append(("→".join(steps), "→", "", lineno))
             return
     found = _matches(line)
     for m in reversed(found):
@@ -516,11 +520,10 @@ def build(sc: Scan) -> Built:
     for subject, word, obj, _lineno in sc.statements:
         if word == "→":
             chain = [expand(part) for part in subject.split("→")]
-            if all(chain):
-                for a, b in zip(chain, chain[1:], strict=False):
-                    for x in b:
-                        if x in explicit:
-                            explicit[x].update(a)
+            for a, b in zip(chain, chain[1:], strict=False):
+                for x in b:
+                    if x in explicit:
+                        explicit[x].update(d for d in a if d != x)
             continue
         left, right = expand(subject), expand(obj)
         if _BEFORE.match(word):

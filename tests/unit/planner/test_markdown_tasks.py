@@ -146,6 +146,7 @@ def test_a_dependencies_section() -> None:
 - T011 blocks T014–T017
 - T010 depends on T009
 - T017 → T016 → T015
+- Setup (T009-T011) → Build (T014) → Polish → Ship (T020)
 - T014 after T017
 - Tests (T014) before docs (T020); there are no dependencies on T009 here
 """
@@ -155,6 +156,7 @@ def test_a_dependencies_section() -> None:
     assert "T009" in deps["T010"]
     assert "T017" in deps["T016"] and "T016" in deps["T015"] and "T017" in deps["T014"]
     assert "T014" in deps["T020"]
+    assert {"T009", "T010", "T011"} <= deps["T014"]
 
 
 def test_negated_phrases_are_not_dependencies() -> None:
@@ -304,3 +306,17 @@ def test_many_contradictions_are_resolved_quickly_and_their_warnings_capped() ->
     deps = {t.id: set(t.depends_on) for t in tl.tasks}
     assert all(f"T{i + 2:05d}" in deps[f"T{i:05d}"] for i in range(1, n - 1))
     assert len(tl.warnings) == 200 and tl.warnings[-1].code == "more_warnings"
+
+
+def test_a_chain_of_named_steps_with_ids_in_parentheses() -> None:
+    doc = """## Phase 1
+- [ ] T001 [P] a
+- [ ] T002 [P] b
+- [ ] T003 [P] c
+- [ ] T004 [P] d
+
+## Dependencies
+- Setup (T001) → Core (T002-T003) → Stories (all of them)
+"""
+    deps = deps_of(doc)
+    assert deps["T002"] == {"T001"} and deps["T003"] == {"T001"} and deps["T004"] == set()
