@@ -175,12 +175,13 @@ def inputs(
                         "size": r.size,
                         "digest": r.digest,
                         "error": r.error,
+                        "warnings": r.warnings,
                         "created_at": r.created_at.isoformat(),
                     }
                 )
             )
         return
-    table = Table("id", "file", "status", "size", "created", "error")
+    table = Table("id", "file", "status", "size", "created", "warnings", "error")
     for r in rows:
         table.add_row(
             str(r.id),
@@ -188,9 +189,46 @@ def inputs(
             str(r.status),
             str(r.size),
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(len(r.warnings)) if r.warnings else "",
             (r.error or "")[:80],
         )
     out.print(table)
+
+
+@app.command("input")
+def input_show(
+    input_id: Annotated[int, typer.Argument(help="The input's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """One input: its status, why it failed (the planner's problems), its warnings."""
+    from planfleet.api import routes
+
+    rt = _runtime()
+    try:
+        got, problems, plans, _ = routes.input_detail(rt, input_id, events=200)
+    except exceptions.NotFound as exc:
+        raise _fail(str(exc), RET_INVALID) from exc
+    if as_json:
+        out.print_json(json.dumps({
+            "id": got.id, "filename": got.filename, "status": got.status, "error": got.error,
+            "problems": problems, "warnings": got.warnings, "plans": [p.id for p in plans]}))
+        return
+    lines = [f"input {got.id}: {got.filename} ({got.status.value}, {got.size} bytes)"]
+    if got.error:
+        lines.append(f"error: {got.error}")
+        lines += [f"  - {_problem_text(p)}" for p in problems]
+    if got.warnings:
+        lines.append(f"{len(got.warnings)} warning{'s' if len(got.warnings) != 1 else ''}:")
+        lines += [f"  - {_problem_text(w)}" for w in got.warnings]
+    lines.append("plans: " + (", ".join(str(p.id) for p in plans) or "none"))
+    out.print("\n".join(lines), markup=False, soft_wrap=True)
+
+
+def _problem_text(p: dict[str, Any]) -> str:
+    from planfleet.planner.errors import Problem
+
+    known = {k: p.get(k) for k in ("code", "message", "task", "field", "line")}
+    return f"[{known['code']}] {Problem(**{k: v for k, v in known.items()})}"
 
 
 
@@ -479,8 +517,16 @@ def plan_cmd(
             n = len(exc.problems)
             lines = [f"cannot plan {source} ({n} problem{'s' if n != 1 else ''}):"]
             lines += [f"  - {problem}" for problem in exc.problems]
+            if exc.warnings:
+                lines.append(f"and {len(exc.warnings)} warning{'s' if len(exc.warnings) != 1 else ''}:")
+                lines += [f"  - {w}" for w in exc.warnings]
             sys.stderr.write("\n".join(lines) + "\n")
         raise typer.Exit(RET_INVALID) from exc
+    if result.warnings and not machine:
+        n = len(result.warnings)
+        lines = [f"{n} warning{'s' if n != 1 else ''} about {source}:"]
+        lines += [f"  - {planner.Problem(**w)}" for w in result.warnings]
+        sys.stderr.write("\n".join(lines) + "\n")
     if windmill_flow:
         sys.stdout.write(json.dumps(flow.to_windmill_flow(result), indent=2) + "\n")
     elif as_json:
@@ -529,9 +575,21 @@ def pull_youtrack(
     project: Annotated[str, typer.Option(help="Project short name (e.g. SAM).")],
     query: Annotated[str | None, typer.Option(help="Extra YouTrack search terms.")] = None,
     to: Annotated[Path | None, typer.Option(help="Folder (default: the watch dir).")] = None,
+    estimate_field: Annotated[str, typer.Option(
+        help="The custom field holding the estimate (a period field).")] = "Estimation",
+    priority: Annotated[list[str] | None, typer.Option(
+        help="A custom priority value and its number, NAME=NUMBER (repeatable), e.g. "
+             "'Nice to have=10'.")] = None,
 ) -> None:
     """Fetch a project's open issues (priority, estimate, dependency links) into a task file."""
     from planfleet import youtrack
+
+    try:
+        priorities = youtrack.parse_priorities(priority or [])
+    except ValueError as exc:
+        raise _fail(str(exc), RET_INVALID) from exc
+    if not estimate_field.strip():
+        raise _fail("--estimate-field must name a field", RET_INVALID)
 
     try:
         issues = youtrack.fetch_issues(url, token, project, query, quote_body=True)
@@ -541,7 +599,8 @@ def pull_youtrack(
         err.print(f"no open issues in {project} match {youtrack.query_for(project, query)!r}; "
                   "nothing written", markup=False, soft_wrap=True)
         return
-    path = youtrack.write_task_file(issues, to or _watch_dir(), project)
+    doc = youtrack.document(issues, estimate_field=estimate_field.strip(), priorities=priorities)
+    path = youtrack.write_task_file(doc, to or _watch_dir(), project)
     out.print(f"{len(issues)} issues of {project} written to {path}", markup=False,
               soft_wrap=True)
 

@@ -98,6 +98,8 @@ class PendingInput:
     created_at: dt.datetime
     updated_at: dt.datetime
     content: bytes | None = None
+    #: what the planner read but did not plan, or read with a guess ({code, message, line, …})
+    warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:

@@ -29,6 +29,8 @@ class InputOut(BaseModel):
     size: int
     status: models.InputStatus
     error: str | None
+    #: what the planner read but did not plan, or read with a guess
+    warnings: list[dict[str, Any]] = []
     attempts: int
     created_at: dt.datetime
     updated_at: dt.datetime

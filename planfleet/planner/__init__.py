@@ -42,7 +42,7 @@ def load_checked(content: bytes, filename: str = "tasks", *,
                 graph.build(task_list)
             except PlanningError as exc:
                 problems = problems + exc.problems
-        raise PlanningError(problems)
+        raise PlanningError(problems, list(task_list.warnings) if task_list is not None else [])
     return task_list
 
 

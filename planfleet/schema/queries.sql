@@ -48,7 +48,8 @@ SELECT filename, filename_bytes, size, mtime_ns FROM input_files WHERE source_di
 
 -- name: list_inputs
 -- Inputs, newest first, optionally of one status.
-SELECT id, filename, source_dir, digest, size, status, error, attempts, created_at, updated_at
+SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+       updated_at
 FROM pending_inputs
 WHERE (%(status)s::planfleet_input_status IS NULL OR status = %(status)s::planfleet_input_status)
 ORDER BY id DESC
@@ -60,13 +61,14 @@ SELECT status::text AS status, count(*) AS n FROM pending_inputs GROUP BY status
 
 -- name: get_input
 -- One input without its bytes.
-SELECT id, filename, source_dir, digest, size, status, error, attempts, created_at, updated_at
+SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+       updated_at
 FROM pending_inputs WHERE id = %(id)s;
 
 -- name: get_input_with_content
 -- One input with its bytes.
-SELECT id, filename, source_dir, digest, size, status, error, attempts, created_at, updated_at,
-       content
+SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+       updated_at, content
 FROM pending_inputs WHERE id = %(id)s;
 
 -- name: queue_input
@@ -76,8 +78,9 @@ WHERE id = %(id)s AND status = 'pending'
 RETURNING id;
 
 -- name: finish_input
--- planning -> planned | failed, with the error when failed.
-UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s
+-- planning -> planned | failed, with the error when failed (and what the planner warned about).
+UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s,
+    warnings = %(warnings)s
 WHERE id = %(id)s AND status = 'planning'
   AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
 RETURNING id;
@@ -91,7 +94,7 @@ RETURNING id;
 -- name: replan_input
 -- planned | failed -> queued: plan an input again on purpose (refused files have no bytes);
 -- its planning attempts start again from zero.
-UPDATE pending_inputs SET status = 'queued', error = NULL, attempts = 0
+UPDATE pending_inputs SET status = 'queued', error = NULL, warnings = '[]', attempts = 0
 WHERE id = %(id)s AND status IN ('planned', 'failed') AND content IS NOT NULL
 RETURNING id;
 
@@ -118,13 +121,14 @@ UPDATE pending_inputs SET status = 'planning', attempts = attempts + 1, claimed_
     updated_at = now()
 WHERE id = %(id)s
   AND (status = 'queued' OR (status = 'planning' AND claimed_by = %(job)s))
-RETURNING id, filename, source_dir, digest, size, status, error, attempts, created_at,
-          updated_at, content;
+RETURNING id, filename, source_dir, digest, size, status, error, warnings, attempts,
+          created_at, updated_at, content;
 
 -- name: insert_plan_for_input
--- planning -> planned and the new plan, in one statement (nothing if the input is not planning).
+-- planning -> planned (with what the planner warned about) and the new plan, in one statement
+-- (nothing if the input is not planning).
 WITH done AS (
-    UPDATE pending_inputs SET status = 'planned', error = NULL
+    UPDATE pending_inputs SET status = 'planned', error = NULL, warnings = %(warnings)s
     WHERE id = %(input_id)s AND status = 'planning'
       AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
     RETURNING id

@@ -223,13 +223,17 @@ class InputRepository(_Guarded):
         return None if row is None else models.PendingInput.from_row(row)
 
     def fail(self, input_id: int, error: str, problems: builtins.list[dict[str, Any]],
-             job: str | None = None) -> None:
-        """planning -> failed with the planner's messages (when ``job`` still holds it)."""
+             job: str | None = None,
+             warnings: builtins.list[dict[str, Any]] | None = None) -> None:
+        """planning -> failed with the planner's messages and warnings (when ``job`` still
+        holds it)."""
         # a message may quote the input, whose text Postgres may not take (NUL)
         error, problems = _storable(error), _storable(problems)
+        warnings = _storable(warnings)
         with self._db.transaction() as cur:
             cur.execute(queries.get("finish_input"),
-                        {"id": input_id, "status": "failed", "error": error, "job": job})
+                        {"id": input_id, "status": "failed", "error": error, "job": job,
+                         "warnings": Jsonb(warnings or [])})
             if cur.fetchone() is None:
                 raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
             _event(cur, "plan_failed", error[:500], input_id=input_id,
@@ -265,15 +269,16 @@ class PlanRepository(_Guarded):
     def create_from_input(
         self, input_id: int, plan: dict[str, Any], summary: dict[str, Any], digest: str,
         *, queue: bool, job: str | None = None,
+        warnings: list[dict[str, Any]] | None = None,
     ) -> int:
         """planning -> planned and the plan (``queued`` when ``queue``), in one transaction
-        (when ``job`` still holds the input)."""
+        (when ``job`` still holds the input); ``warnings`` are kept on the input."""
         with self._db.transaction() as cur:
             cur.execute(
                 queries.get("insert_plan_for_input"),
                 {"input_id": input_id, "plan": Jsonb(plan), "summary": Jsonb(summary),
                  "digest": digest, "status": "queued" if queue else "ready_for_build",
-                 "job": job},
+                 "job": job, "warnings": Jsonb(warnings or [])},
             )
             row = cur.fetchone()
             if row is None:
