@@ -64,6 +64,8 @@ STATE_DIR = ".planfleet"
 API_HOST = "127.0.0.1"
 #: Port of the control plane.
 API_PORT = 8080
+#: ``POST /api/plan`` requests planned at once by one API process; more answer 429
+PLAN_CONCURRENCY = 2
 
 #: Windmill script a task runs when neither it nor its solver names one.
 DEFAULT_SCRIPT = "f/planner/solver_dispatch"

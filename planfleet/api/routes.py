@@ -1,4 +1,5 @@
-"""The REST API under ``/api``. Reads are open; mutations need the API token (when one is set).
+"""The REST API under ``/api``. With an API token set every route needs it (checked for all of
+them by :class:`planfleet.api.security.Guard`); mutations say so in their OpenAPI entry.
 
 Wrong state -> 409 with the reason; unknown id -> 404; bad body or parameters -> 422;
 Postgres or Redis down -> 503.
@@ -6,10 +7,10 @@ Postgres or Redis down -> 503.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
 from planfleet import actions, models, queues
@@ -18,28 +19,21 @@ from planfleet.api import schemas as s
 from planfleet.planner import plan_bytes
 from planfleet.runtime import Runtime
 
-#: Largest task file the API takes (as the watcher's default limit).
-MAX_BODY = 16 * 1024 * 1024
-
-
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.rt
     return rt
 
 
-def require_token(request: Request,
-                  authorization: Annotated[str | None, Header()] = None) -> None:
-    """Mutations carry ``Authorization: Bearer $PLANFLEET_API_TOKEN`` when a token is set."""
-    token: str | None = request.app.state.token
-    if token is None:
+def require_token(request: Request) -> None:
+    """Mutations need the API token (a bearer header or the UI's session) when one is set.
+
+    The Guard has checked the request already; this states it where the route is declared.
+    """
+    if request.app.state.token is None:
         return
-    if not authorization:
+    if request.scope.get("state", {}).get("principal") not in ("bearer", "session"):
         raise HTTPException(401, "this action needs Authorization: Bearer <PLANFLEET_API_TOKEN>",
                             headers={"WWW-Authenticate": "Bearer"})
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip().encode(),
-                                                                 token.encode()):
-        raise HTTPException(403, "wrong API token")
 
 
 Rt = Annotated[Runtime, Depends(runtime)]
@@ -134,11 +128,25 @@ _TASK_FILE = {
     }}}
 
 
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request's body, read as it arrives and refused (413) as soon as it passes ``limit``
+    bytes: a huge body is never held in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the task file is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the task file is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, f"the task file is over {MAX_BODY} bytes")
-    return body
+    limit: int = request.app.state.max_body
+    return await read_capped(request, limit)
 
 
 @mutating.post("/inputs", response_model=s.Uploaded, status_code=201,
@@ -153,12 +161,22 @@ def upload(rt: Rt, filename: Annotated[str, Query(min_length=1, max_length=255,
 
 @api.post("/plan", openapi_extra=_TASK_FILE, responses={
     422: {"model": s.Invalid, "description": "the task list cannot be planned"},
-    413: {"model": s.Error}})
-def plan(content: Annotated[bytes, Depends(_body)],
-         filename: Annotated[str, Query(max_length=255)] = "tasks.yaml",
-         max_parallel: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Any:
-    """Plan a posted task list and return the plan; nothing is stored."""
-    return plan_bytes(content, filename, max_parallel=max_parallel).model_dump(mode="json")
+    413: {"model": s.Error}, 429: {"model": s.Error, "description": "planning at capacity"}})
+async def plan(request: Request,
+               filename: Annotated[str, Query(max_length=255)] = "tasks.yaml",
+               max_parallel: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Any:
+    """Plan a posted task list and return the plan; nothing is stored. At most
+    ``PLANFLEET_PLAN_CONCURRENCY`` requests plan at once; one more answers 429."""
+    gate = request.app.state.planning
+    if not gate.acquire(blocking=False):
+        raise HTTPException(429, "the API is planning as many task lists as it may at once; "
+                                 "try again shortly", headers={"Retry-After": "1"})
+    try:
+        content = await _body(request)
+        doc = await run_in_threadpool(plan_bytes, content, filename, max_parallel=max_parallel)
+        return await run_in_threadpool(doc.model_dump, mode="json")
+    finally:
+        gate.release()
 
 
 # -- plans -----------------------------------------------------------------------------------
