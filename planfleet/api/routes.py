@@ -8,6 +8,7 @@ Postgres or Redis down -> 503.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -98,9 +99,16 @@ def input_content(rt: Rt, input_id: int) -> Response:
     got = rt.store.inputs.get(_id(input_id), content=True)
     if got.content is None:
         raise HTTPException(404, f"input {input_id} has no stored content ({got.error})")
-    name = got.filename.replace('"', "").replace("\r", "").replace("\n", "")
     return Response(got.content, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                    headers={"Content-Disposition": content_disposition(got.filename)})
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment header for any file name (RFC 6266): an ASCII ``filename`` for old
+    clients and the exact name, UTF-8 and percent-encoded, as ``filename*``."""
+    plain = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in filename)
+    exact = quote(filename.encode("utf-8", "surrogateescape"), safe="")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}"
 
 
 @mutating.post("/pending-inputs/{input_id}/enqueue-plan", response_model=s.Done,

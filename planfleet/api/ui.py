@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from planfleet import models, queues
-from planfleet.api import charts, routes, security
+from planfleet.api import charts, redact, routes, security
 from planfleet.runtime import Runtime
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.filters["paths"] = redact.paths
 pages = APIRouter(include_in_schema=False)
 
 INPUT_ACTIONS = {

@@ -488,3 +488,29 @@ def test_pause_resume_and_decide_through_the_api(client: TestClient, rt: Runtime
     r = client.post(f"/api/plans/{plan_id}/steps/ZZ/decide", json={"decision": "skip"},
                     headers=AUTH)
     assert r.status_code == 404
+
+
+# -- hardening: downloads and errors ------------------------------------------------------
+
+def test_content_downloads_under_any_file_name(client: TestClient) -> None:
+    name = "été-数据.yaml"
+    input_id = upload(client, name=name)
+    r = client.get(f"/api/pending-inputs/{input_id}/content")
+    assert r.status_code == 200 and r.content == TASKS
+    assert "filename*=UTF-8''%C3%A9t%C3%A9-%E6%95%B0%E6%8D%AE.yaml" in r.headers[
+        "content-disposition"]
+
+
+def test_errors_show_no_absolute_server_paths(client: TestClient, rt: Runtime,
+                                              database_url: str) -> None:
+    import psycopg
+
+    plan_id = make_plan(rt, client)
+    secret = "/opt/secret-install/planfleet/deploy/windmill/f/x/job.py"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE plans SET error = %s WHERE id = %s",
+                     (f"[Errno 36] File name too long: '{secret}'", plan_id))
+    shown = client.get(f"/api/plans/{plan_id}").json()["error"]
+    assert shown == "[Errno 36] File name too long: '…/job.py'"
+    assert "secret-install" not in client.get(f"/plans/{plan_id}").text
+    assert "secret-install" not in client.get("/api/plans").text
