@@ -250,3 +250,17 @@ def test_a_blocked_step_is_answered_from_its_plan_page(fleet: Fleet, server: str
     page.get_by_role("button", name="Answer").click()
     expect(page.locator("h1")).to_contain_text("built", timeout=60_000)
     assert fleet.executions(plan.id, "A")[1]["clarification"]["answer"] == "Postgres 15"
+
+
+def test_the_api_docs_render_from_local_files_under_the_csp(server: str, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server) else None)
+    page.goto(f"{server}/#token={TOKEN}")
+    expect(page.locator("#main")).to_contain_text("Plans")
+    page.goto(f"{server}/docs")
+    expect(page.locator(".opblock").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/settings")
+    shot(page, "9-docs")
+    assert outside == []
