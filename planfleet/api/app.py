@@ -125,8 +125,11 @@ def create_app(rt: Runtime | None = None, *, config: Config | None = None,
 
     @app.exception_handler(psycopg.DataError)
     async def bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
-        # a value Postgres cannot take (a NUL character, a number out of range): the client's
-        return error(422, f"invalid value: {str(exc).splitlines()[0]}")
+        # a value Postgres cannot take (a NUL character, a number out of range): the client's,
+        # told in the shape of every other 422 (FastAPI's validation errors)
+        return JSONResponse({"detail": [{
+            "loc": ["body"], "msg": f"invalid value: {str(exc).splitlines()[0]}",
+            "type": "value_error"}]}, status_code=422)
 
     return app
 
