@@ -12,9 +12,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 
-from planfleet import actions, models, queues
+from planfleet import actions, confine, exceptions, models, queues
 from planfleet.api import charts
 from planfleet.api import schemas as s
 from planfleet.planner import plan_bytes
@@ -292,11 +293,19 @@ def get_settings(rt: Rt) -> Any:
 
 @mutating.put("/settings", response_model=s.SettingsOut)
 def put_settings(rt: Rt, body: s.SettingsIn) -> Any:
-    """Change operator settings; every process sees the change within a second."""
+    """Change operator settings; every process sees the change within a second.
+    ``watch_dir`` must be an existing folder inside the watch root (PLANFLEET_WATCH_ROOT)."""
+    watch_dir = None
+    if body.watch_dir:
+        try:
+            watch_dir = str(confine.watch_dir(body.watch_dir, confine.watch_root(rt.config)))
+        except exceptions.InvalidSetting as exc:
+            raise RequestValidationError([{
+                "loc": ("body", "watch_dir"), "msg": str(exc), "type": "value_error",
+                "input": body.watch_dir}]) from None
     rt.store.settings.update(
         auto_plan=body.auto_plan, auto_build=body.auto_build, max_parallel=body.max_parallel,
-        watch_dir=(body.watch_dir or None) if body.watch_dir is not None else None,
-        set_watch_dir=body.watch_dir is not None)
+        watch_dir=watch_dir, set_watch_dir=body.watch_dir is not None)
     return rt.store.settings.get()
 
 
