@@ -514,3 +514,44 @@ def test_errors_show_no_absolute_server_paths(client: TestClient, rt: Runtime,
     assert shown == "[Errno 36] File name too long: '…/job.py'"
     assert "secret-install" not in client.get(f"/plans/{plan_id}").text
     assert "secret-install" not in client.get("/api/plans").text
+
+
+# -- hardening: the planner endpoint --------------------------------------------------------
+
+def test_plan_bodies_over_the_watchers_limit_are_refused(database_url: str,
+                                                         redis_url: str) -> None:
+    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN,
+                             max_file_bytes=1000))
+    try:
+        with TestClient(create_app(rt, dashboard=False), headers=AUTH) as c:
+            assert c.post("/api/plan", content=TASKS).status_code == 200
+            r = c.post("/api/plan", content=b"#" * 1001)
+            assert r.status_code == 413 and "over 1000 bytes" in r.json()["detail"]
+            # a chunked body (no Content-Length) is counted as it arrives
+            r = c.post("/api/plan", content=iter([b"#" * 600, b"#" * 600]))
+            assert r.status_code == 413
+            assert c.post("/api/inputs?filename=x.yaml", content=b"#" * 1001).status_code == 413
+    finally:
+        rt.close()
+
+
+def test_planning_beyond_capacity_answers_429(database_url: str, redis_url: str) -> None:
+    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN,
+                             plan_concurrency=1))
+    try:
+        app = create_app(rt, dashboard=False)
+        with TestClient(app, headers=AUTH) as c:
+            # Given one planning request in progress (holding the only slot)
+            assert app.state.planning.acquire(blocking=False)
+            # When another comes, Then 429 at once, and nothing of its body is kept
+            r = c.post("/api/plan", content=TASKS)
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            app.state.planning.release()
+            r = c.post("/api/plan", content=TASKS)
+            assert r.status_code == 200 and r.json()["makespan"] == 15
+            # the slot is given back after a failure too
+            assert c.post("/api/plan", content=b"tasks: [{id: A, depends_on: [A]}]"
+                          ).status_code == 422
+            assert c.post("/api/plan", content=TASKS).status_code == 200
+    finally:
+        rt.close()
