@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ TASKS = b"tasks: [{id: A, estimate: 10}, {id: B, estimate: 5, depends_on: [A]}]"
 
 
 @pytest.fixture
-def rt(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    r = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN))
+def rt(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    r = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN,
+                            watch_root=tmp_path))
     yield r
     r.close()
 
@@ -386,13 +388,14 @@ def test_plan_endpoint_plans_and_stores_nothing(client: TestClient, rt: Runtime)
 
 # -- settings, queues, events, metrics -----------------------------------------------------
 
-def test_settings_read_and_change(client: TestClient, rt: Runtime) -> None:
-    r = client.put("/api/settings", json={"auto_plan": False, "watch_dir": "/srv/in",
+def test_settings_read_and_change(client: TestClient, rt: Runtime, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    r = client.put("/api/settings", json={"auto_plan": False, "watch_dir": str(tmp_path / "in"),
                                           "max_parallel": 4}, headers=AUTH)
     assert r.status_code == 200
     assert client.get("/api/settings").json() | {"updated_at": None} == {
-        "auto_plan": False, "auto_build": True, "watch_dir": "/srv/in", "max_parallel": 4,
-        "updated_at": None}
+        "auto_plan": False, "auto_build": True, "watch_dir": str(tmp_path / "in"),
+        "max_parallel": 4, "updated_at": None}
     client.put("/api/settings", json={"watch_dir": ""}, headers=AUTH)
     assert rt.store.settings.get().watch_dir is None
     for bad in ({"max_parallel": 0}, {"auto_plan": "maybe"}, {"nope": 1},
