@@ -138,7 +138,14 @@ class Supervisor:
             if r.popen is None and r.restart_at is not None and now >= r.restart_at:
                 r.restart_at = None
                 r.restarts += 1
-                self._start(r)
+                try:
+                    self._start(r)
+                except OSError as exc:  # cannot even start: try again later, never give up
+                    r.failures += 1
+                    r.restart_at = now + restart_delay(r.failures, self.policy)
+                    log.error("process_start_failed", action="up", process=r.proc.name,
+                              error=str(exc), retry_in=r.restart_at - now)
+                    continue
                 log.info("process_restarted", action="up", process=r.proc.name,
                          pid=r.popen.pid if r.popen else None, restarts=r.restarts)
 
@@ -195,13 +202,19 @@ class Supervisor:
         log.warning("process_died", action="up", process=r.proc.name, pid=pid, status=how,
                     ran_for=round(ran_for, 1), orphans_stopped=left, restart_in=delay)
         if self.on_event is not None:
-            try:
-                self.on_event("process_died", f"{r.proc.name} (pid {pid}) ended with {how} "
-                              f"after {ran_for:.0f} s; restarting in {delay:g} s",
-                              {"process": r.proc.name, "pid": pid, "status": how,
-                               "orphans_stopped": left, "restart_in": delay})
-            except Exception as exc:  # noqa: BLE001 - recording is best effort, never fatal
-                log.warning("process_event_failed", action="up", error=str(exc))
+            # in a thread: a slow or unreachable Postgres must not hold up the supervision
+            threading.Thread(target=self._record, daemon=True, args=(
+                "process_died", f"{r.proc.name} (pid {pid}) ended with {how} after "
+                f"{ran_for:.0f} s; restarting in {delay:g} s",
+                {"process": r.proc.name, "pid": pid, "status": how, "orphans_stopped": left,
+                 "restart_in": delay})).start()
+
+    def _record(self, kind: str, message: str, data: dict[str, object]) -> None:
+        assert self.on_event is not None
+        try:
+            self.on_event(kind, message, data)
+        except Exception as exc:  # noqa: BLE001 - recording is best effort, never fatal
+            log.warning("process_event_failed", action="up", error=str(exc))
 
     def _sweep(self, name: str, group: int | None = None) -> list[int]:
         """Stop whatever a dead process left: its process group, then anything carrying its

@@ -24,7 +24,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 #: the browser session's cookie
 SESSION_COOKIE = "planfleet_session"
@@ -134,7 +134,8 @@ def cross_site(f: Facts) -> bool:
     if f.fetch_site is not None:
         return f.fetch_site not in ("same-origin", "none")
     if f.origin is not None:
-        return f.origin.lower() != f"{f.scheme}://{f.host}".lower()
+        # the host only: behind a TLS proxy the browser's https origin reaches us as http
+        return urlsplit(f.origin).netloc.lower() != f.host.lower()
     return False
 
 

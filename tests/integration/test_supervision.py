@@ -58,6 +58,7 @@ def test_a_killed_process_is_restarted_and_leaves_no_orphan(fleet: tuple) -> Non
     wait_for(lambda: s.pid("worker.1") not in (None, first), timeout=10)
     wait_for(lambda: not processes.alive(orphan) or _zombie(orphan), timeout=10)
     assert s.pid("api.1") == api and s.restarts("worker.1") == 1
+    wait_for(lambda: events, timeout=10)
     (kind, message, data), = events
     assert kind == "process_died" and data["process"] == "worker.1"
     assert "signal 9" in message and data["orphans_stopped"] == [orphan]

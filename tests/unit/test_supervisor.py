@@ -26,3 +26,17 @@ def test_procfile_lines_and_copies() -> None:
     assert [p.name for p in sv.expand(procs, {"build": 2})] == ["web.1", "build.1", "build.2"]
     with pytest.raises(ValueError, match="line 1"):
         sv.parse_procfile("no colon here")
+
+
+def test_a_command_that_cannot_start_is_tried_again_later(tmp_path: object) -> None:
+    # Given a supervisor whose clock we drive, and a working directory that vanished
+    from pathlib import Path
+
+    now = [0.0]
+    s = sv.Supervisor([sv.Proc("x.1", "true")], env={}, cwd=Path("/nonexistent/dir"),
+                      fleet="f", policy=POLICY, clock=lambda: now[0])
+    r = s.running["x.1"]
+    r.restart_at = 0.0
+    # When the restart is due, Then the failure is counted and a later restart planned
+    s.tick()
+    assert r.popen is None and r.failures == 1 and r.restart_at == 0.5
