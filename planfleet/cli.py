@@ -31,6 +31,8 @@ app.add_typer(settings_app, name="settings")
 pull_app = typer.Typer(no_args_is_help=True,
                        help="Write a task file from an issue tracker into the watch dir.")
 app.add_typer(pull_app, name="pull")
+solvers_app = typer.Typer(help="The fleet's solvers: capacity shared by every plan.")
+app.add_typer(solvers_app, name="solvers")
 windmill_app = typer.Typer(no_args_is_help=True, help="Windmill assets.")
 app.add_typer(windmill_app, name="windmill")
 
@@ -73,6 +75,7 @@ def _print_settings(s: models.Settings, watch_dir_default: Path) -> None:
     table.add_row("auto_build", "on" if s.auto_build else "off")
     table.add_row("watch_dir", s.watch_dir or f"{watch_dir_default} (from WATCH_DIR)")
     table.add_row("max_parallel", str(s.max_parallel))
+    table.add_row("max_running", str(s.max_running))
     out.print(table)
 
 
@@ -105,6 +108,7 @@ class SettingName(enum.StrEnum):
     auto_build = "auto_build"
     watch_dir = "watch_dir"
     max_parallel = "max_parallel"
+    max_running = "max_running"
 
 
 @settings_app.command("set")
@@ -117,14 +121,15 @@ def settings_set(
     changes: dict[str, Any] = {}
     if name in (SettingName.auto_plan, SettingName.auto_build):
         changes[name.value] = _parse_bool(value)
-    elif name is SettingName.max_parallel:
+    elif name in (SettingName.max_parallel, SettingName.max_running):
         try:
             n = int(value)
         except ValueError:
-            raise _fail(f"max_parallel must be a whole number, got {value!r}", RET_INVALID) from None
+            raise _fail(f"{name.value} must be a whole number, got {value!r}",
+                        RET_INVALID) from None
         if n < 1:
-            raise _fail("max_parallel must be at least 1", RET_INVALID)
-        changes["max_parallel"] = n
+            raise _fail(f"{name.value} must be at least 1", RET_INVALID)
+        changes[name.value] = n
     else:
         changes["set_watch_dir"] = True
         try:
@@ -335,11 +340,52 @@ def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
             out.print(f"BLOCKED {st.task_id}: {st.question}  -> planfleet decide {plan_id} "
                       f"{st.task_id} retry|skip|fail|answer --note …", markup=False,
                       soft_wrap=True)
+    from planfleet.workers.dispatching import waiting_reasons
+
+    for task, why in sorted(waiting_reasons(rt.store.fleet.load(), rt.config, plan_id).items()):
+        out.print(f"WAITING {task}: {why}", markup=False, soft_wrap=True)
     for c in rt.store.circuits.get(p.scripts).values():
         if c.state != "closed" or c.failures:
             out.print(f"circuit {c.script}: {c.state}, {c.failures} consecutive failures"
                       + (f", last: {c.last_error[:120]}" if c.last_error else ""), markup=False,
                       soft_wrap=True)
+
+
+@solvers_app.callback(invoke_without_command=True)
+def solvers_list(ctx: typer.Context) -> None:
+    """List the solvers: capacity, busy slots, ready steps waiting, script."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rt = _runtime()
+    table = Table("solver", "capacity", "busy", "waiting", "script", box=None)
+    for row in rt.store.fleet.solvers():
+        table.add_row(row["name"], str(row["capacity"]), str(row["busy"]), str(row["waiting"]),
+                      row["script"] or "")
+    out.print(table)
+
+
+@solvers_app.command("set")
+def solvers_set(
+    name: Annotated[str, typer.Argument(help="Solver name, as task files name it.")],
+    capacity: Annotated[int, typer.Option(min=0, help="Steps it may run at once, fleet-wide.")],
+    script: Annotated[str | None, typer.Option(help="Its default Windmill script.")] = None,
+) -> None:
+    """Declare a solver or change its capacity (every plan shares it from the next round)."""
+    rt = _runtime()
+    row = rt.store.fleet.set_solver(name, capacity, script)
+    out.print(f"solver {row['name']}: capacity {row['capacity']}"
+              + (f", script {row['script']}" if row["script"] else ""), markup=False)
+
+
+@solvers_app.command("remove")
+def solvers_remove(name: Annotated[str, typer.Argument(help="Solver name.")]) -> None:
+    """Forget a solver: its steps are bound only by their plans' own capacities."""
+    rt = _runtime()
+    try:
+        rt.store.fleet.remove_solver(name)
+    except exceptions.NotFound as exc:
+        raise _fail(str(exc), RET_CONFLICT) from exc
+    out.print(f"solver {name} removed", markup=False)
 
 
 @app.command()

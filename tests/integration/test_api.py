@@ -99,6 +99,7 @@ def test_mutations_need_the_token(anon: TestClient, method: str, path: str) -> N
 
 READS = ["/api/pending-inputs", "/api/pending-inputs/1", "/api/pending-inputs/1/content",
          "/api/plans", "/api/plans/1", "/api/plans/1/steps/1/log", "/api/settings",
+         "/api/solvers",
          "/api/queues", "/api/events", "/metrics", "/", "/plans/1", "/inputs/1", "/events",
          "/docs", "/openapi.json", "/rq/", "/rq/0/data/queues.json"]
 
@@ -395,7 +396,7 @@ def test_settings_read_and_change(client: TestClient, rt: Runtime, tmp_path: Pat
     assert r.status_code == 200
     assert client.get("/api/settings").json() | {"updated_at": None} == {
         "auto_plan": False, "auto_build": True, "watch_dir": str(tmp_path / "in"),
-        "max_parallel": 4, "updated_at": None}
+        "max_parallel": 4, "max_running": 1000, "updated_at": None}
     client.put("/api/settings", json={"watch_dir": ""}, headers=AUTH)
     assert rt.store.settings.get().watch_dir is None
     for bad in ({"max_parallel": 0}, {"auto_plan": "maybe"}, {"nope": 1},
@@ -443,6 +444,31 @@ def test_metrics_count_from_postgres_and_redis(client: TestClient, rt: Runtime) 
     assert 'planfleet_job_duration_seconds_count{type="step"} 0.0' in text
 
 
+def test_solvers_and_max_running_through_the_api_and_the_metrics(
+        client: TestClient, anon: TestClient, rt: Runtime) -> None:
+    assert anon.put("/api/solvers/angrav", json={"capacity": 3}).status_code == 401
+    assert anon.get("/api/solvers").status_code == 401
+    r = client.put("/api/solvers/angrav", json={"capacity": 3, "script": "f/a/solve"},
+                   headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() | {"updated_at": None} == {
+        "name": "angrav", "capacity": 3, "script": "f/a/solve", "busy": 0, "waiting": 0,
+        "updated_at": None}
+    assert client.put("/api/solvers/angrav", json={"capacity": -1},
+                      headers=AUTH).status_code == 422
+    assert [x["name"] for x in client.get("/api/solvers").json()] == ["angrav"]
+    text = client.get("/metrics").text
+    assert 'planfleet_solver_capacity{solver="angrav"} 3.0' in text
+    assert 'planfleet_solver_busy{solver="angrav"} 0.0' in text
+    assert 'planfleet_tasks_waiting{solver="angrav"} 0.0' in text
+    assert "planfleet_plans_building 0.0" in text
+    assert client.delete("/api/solvers/angrav", headers=AUTH).status_code == 200
+    assert client.delete("/api/solvers/angrav", headers=AUTH).status_code == 404
+    r = client.put("/api/settings", json={"max_running": 7}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["max_running"] == 7
+    assert rt.store.settings.get().max_running == 7
+
+
 def test_openapi_schema_lists_the_seed_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/pending-inputs", "/api/pending-inputs/{input_id}/enqueue-plan",
@@ -471,7 +497,7 @@ def test_pause_resume_and_decide_through_the_api(client: TestClient, rt: Runtime
     rt.store.steps.dispatch(a.id, "21111111-2222-3333-4444-555555555555")
     rt.store.steps.finish(a.id, models.StepStatus.BLOCKED, error="which db?",
                           error_type="specification", question="Which database?")
-    assert rt.store.plans.block(plan_id, "w")
+    assert rt.store.plans.block(plan_id)
     d = client.get(f"/api/plans/{plan_id}").json()
     assert d["waiting_for_a_person"] == {"B": "A"}
     blocked = next(s for s in d["steps"] if s["task_id"] == "A")
