@@ -227,6 +227,9 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(_ended(p) for p in left):
+            time.sleep(0.01)
         return left
 
     def _relay(self, name: str, popen: subprocess.Popen[bytes]) -> None:
@@ -238,6 +241,15 @@ class Supervisor:
                 self.out.write(prefix + line if line.endswith("\n") else prefix + line + "\n")
                 self.out.flush()
         popen.stdout.close()
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for its parent (init, for an orphan) to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 def _signal_group(pgid: int, sig: int) -> None:
