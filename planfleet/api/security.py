@@ -18,6 +18,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import html
 import ipaddress
 import json
 import re
@@ -201,6 +202,18 @@ def script_hashes(html: bytes) -> list[str]:
         digest = base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode()
         out.append(f"'sha256-{digest}'")
     return out
+
+
+def escape_strings(value: Any) -> Any:
+    """``value`` (parsed JSON) with every string HTML-escaped, keys included: for a page that
+    inserts the strings as HTML (rq-dashboard's job texts), so they show as text."""
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, list):
+        return [escape_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {html.escape(k): escape_strings(v) for k, v in value.items()}
+    return value
 
 
 def _cookie(headers: dict[str, str]) -> str | None:

@@ -234,7 +234,21 @@ def test_docs_work_offline(client: TestClient) -> None:
 
 
 def test_rq_dashboard_runs_only_its_own_inline_script(client: TestClient, rt: Runtime) -> None:
-    # a failed job whose text carries markup: the page may show it, no browser runs it
+    from rq.registry import FailedJobRegistry
+    from rq.results import Result
+
+    # a failed job whose texts carry markup: they reach the page escaped
+    job = rt.queues.build.enqueue("planfleet.workers.jobs.build_plan", 1,
+                                  description="<img src=x onerror=alert(1)>")
+    rt.queues.build.remove(job)
+    FailedJobRegistry(queue=rt.queues.build).add(job, exc_string="<script>alert(2)</script>")
+    Result.create_failure(job, 600, exc_string="<script>alert(2)</script>")
+    data = client.get(f"/rq/0/data/job/{job.id}.json").json()
+    assert data["description"] == "&lt;img src=x onerror=alert(1)&gt;"
+    assert data["exc_info"] == "&lt;script&gt;alert(2)&lt;/script&gt;"
+    listed = client.get("/rq/0/data/jobs/build_queue/failed/8/asc/1.json").text
+    assert "<img" not in listed and "&lt;img" in listed
+    # and only the page's own inline script may run
     html = client.get("/rq/").text
     csp = client.get("/rq/").headers["content-security-policy"]
     from planfleet.api import security

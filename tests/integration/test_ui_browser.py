@@ -198,6 +198,7 @@ def test_markup_in_a_failed_jobs_text_does_not_run_under_rq(fleet: Fleet, server
                                                            page: Any) -> None:
     from playwright.sync_api import expect
     from rq.registry import FailedJobRegistry
+    from rq.results import Result
 
     # Given a failed job whose exception text carries a script (as a task file's script name
     # made it in the build's error)
@@ -207,8 +208,9 @@ def test_markup_in_a_failed_jobs_text_does_not_run_under_rq(fleet: Fleet, server
     job = fleet.queues.build.enqueue("planfleet.workers.building.build_plan", 1,
                                      description=payload)
     fleet.queues.build.remove(job)
-    FailedJobRegistry(queue=fleet.queues.build).add(
-        job, exc_string=f"OSError: [Errno 36] File name too long: {payload}")
+    error = f"OSError: [Errno 36] File name too long: {payload}"
+    FailedJobRegistry(queue=fleet.queues.build).add(job, exc_string=error)
+    Result.create_failure(job, 600, exc_string=error)
     assert fleet.store.settings.get().auto_build
     # When an operator opens that job under /rq/
     page.goto(f"{server}/#token={TOKEN}")
@@ -216,9 +218,12 @@ def test_markup_in_a_failed_jobs_text_does_not_run_under_rq(fleet: Fleet, server
     messages: list[str] = []
     page.on("console", lambda m: messages.append(m.text))
     page.goto(f"{server}/rq/0/view/job/{job.id}")
-    # Then the page shows the job (the markup becomes an element) but nothing runs
-    expect(page.locator("#pwn").first).to_be_attached(timeout=10_000)
-    # the browser refuses the handler (and says so) when the image fails to load
+    # Then the job's texts show as text (escaped on their way to the page), no element made
+    expect(page.locator("#job-data")).to_contain_text('<img id="pwn"', timeout=10_000)
+    assert page.locator("#pwn").count() == 0
+    # and markup that would get in all the same runs no handler: the CSP refuses it (and says so)
+    page.evaluate("""() => document.body.insertAdjacentHTML('beforeend',
+        '<img id="late" src="x" onerror="window.pwned = 1">')""")
     wait_for(lambda: any("inline event handler" in m for m in messages), timeout=10)
     assert page.evaluate("window.pwned") is None
     assert fleet.store.settings.get().auto_build

@@ -84,3 +84,11 @@ def test_script_hashes_cover_inline_scripts_only() -> None:
             b'<script type="text/javascript">var a = 1;</script>')
     (h,) = security.script_hashes(html)
     assert h.startswith("'sha256-")
+
+
+def test_job_texts_for_rq_dashboard_are_escaped_everywhere() -> None:
+    doc = {"job": {"exc_info": "<img src=x onerror=alert(1)>", "id": "abc123",
+                   "depends_on": ["<b>"], "n": 3, "ok": None}}
+    assert security.escape_strings(doc) == {"job": {
+        "exc_info": "&lt;img src=x onerror=alert(1)&gt;", "id": "abc123",
+        "depends_on": ["&lt;b&gt;"], "n": 3, "ok": None}}
