@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planfleet import actions, exceptions, logs, models
+from planfleet import actions, confine, exceptions, logs, models
 from planfleet.config import Config
 
 #: Exit codes.
@@ -132,7 +132,11 @@ def settings_set(
         changes[name.value] = n
     else:
         changes["set_watch_dir"] = True
-        changes["watch_dir"] = str(Path(value).expanduser().resolve()) if value else None
+        try:
+            changes["watch_dir"] = str(confine.watch_dir(
+                value, confine.watch_root(rt.config))) if value else None
+        except exceptions.InvalidSetting as exc:
+            raise _fail(str(exc), RET_INVALID) from None
     _print_settings(rt.store.settings.update(**changes), rt.config.watch_dir)
 
 

@@ -41,6 +41,14 @@ class Config(BaseSettings):
     windmill_workspace: str = Field(
         defaults.WINDMILL_WORKSPACE, validation_alias=_env("WINDMILL_WORKSPACE"))
     api_token: str | None = Field(None, validation_alias=AliasChoices("PLANFLEET_API_TOKEN"))
+    #: a token Prometheus may send for /metrics only (the API token works there too)
+    metrics_token: str | None = Field(
+        None, validation_alias=AliasChoices("PLANFLEET_METRICS_TOKEN"))
+    #: ``watch_dir`` (the setting) must be this folder or one inside it; unset: the
+    #: working directory of the process
+    watch_root: Path | None = Field(None, validation_alias=AliasChoices("PLANFLEET_WATCH_ROOT"))
+    #: how many ``POST /api/plan`` requests plan at once (one more answers 429)
+    plan_concurrency: int = Field(defaults.PLAN_CONCURRENCY, ge=1)
 
     stability_window: float = Field(defaults.STABILITY_WINDOW, ge=0)
     max_file_bytes: int = Field(defaults.MAX_FILE_BYTES, gt=0)

@@ -4,6 +4,7 @@
 
     PlanfleetError
     ├── ConfigurationError
+    │   └── InvalidSetting
     ├── StoreError
     │   ├── DatabaseUnavailable
     │   └── InvalidTransition
@@ -24,6 +25,10 @@ class PlanfleetError(Exception):
 
 class ConfigurationError(PlanfleetError):
     """The configuration is invalid."""
+
+
+class InvalidSetting(ConfigurationError):
+    """The setting's value is not allowed."""
 
 
 class StoreError(PlanfleetError):

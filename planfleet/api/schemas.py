@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from planfleet import models
+from planfleet.api import redact
 
 T = TypeVar("T")
+#: an error text as clients see it: without the server's absolute paths
+ShownError = Annotated[str | None, AfterValidator(redact.paths)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -28,7 +31,7 @@ class InputOut(BaseModel):
     digest: str | None
     size: int
     status: models.InputStatus
-    error: str | None
+    error: ShownError
     #: what the planner read but did not plan, or read with a guess
     warnings: list[dict[str, Any]] = []
     attempts: int
@@ -42,7 +45,7 @@ class PlanOut(BaseModel):
     pending_input_id: int | None
     status: models.PlanStatus
     summary: dict[str, Any]
-    error: str | None
+    error: ShownError
     worker: str | None
     heartbeat_at: dt.datetime | None
     attempts: int
@@ -87,7 +90,7 @@ class StepOut(BaseModel):
     solver: str | None
     args: dict[str, Any]
     result: Any
-    error: str | None
+    error: ShownError
     not_before: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -118,7 +121,7 @@ class CircuitOut(BaseModel):
     state: str
     failures: int
     opened_at: dt.datetime | None
-    last_error: str | None
+    last_error: ShownError
 
 
 class PlanDetail(PlanOut):

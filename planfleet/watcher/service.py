@@ -27,7 +27,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from planfleet import defaults, exceptions, models
+from planfleet import confine, defaults, exceptions, models
 from planfleet.config import Config
 from planfleet.queues import Queues
 from planfleet.schema.repositories import FileVersion, Store
@@ -95,6 +95,7 @@ class Watcher:
         self._known: set[tuple[str, int, int]] = set()
         self._settings: models.Settings | None = None
         self._settings_at = 0.0
+        self._refused: tuple[object, ...] = ()
         self._next_rescan = 0.0
         self._committer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="planfleet-recorder"
@@ -227,11 +228,24 @@ class Watcher:
             return
         self._settings = self.store.settings.get()
         self._settings_at = now
-        wanted = Path(self._settings.watch_dir or self.config.watch_dir).expanduser()
-        wanted.mkdir(parents=True, exist_ok=True)
-        wanted = wanted.resolve()
+        wanted = self._wanted_dir()
         if wanted != self._root:
             self._watch(wanted)
+
+    def _wanted_dir(self) -> Path:
+        """The setting's folder when it is allowed (never created), else WATCH_DIR."""
+        if self._settings.watch_dir:
+            try:
+                return confine.watch_dir(self._settings.watch_dir,
+                                         confine.watch_root(self.config))
+            except exceptions.InvalidSetting as exc:
+                if exc.args != self._refused:
+                    log.error("watch_dir_refused", action="watch", error=str(exc),
+                              fallback=str(self.config.watch_dir))
+                    self._refused = exc.args
+        wanted = Path(self.config.watch_dir).expanduser()
+        wanted.mkdir(parents=True, exist_ok=True)  # WATCH_DIR: the operator's own choice
+        return wanted.resolve()
 
     def _watch(self, root: Path) -> None:
         self._stop_observer()

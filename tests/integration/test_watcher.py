@@ -327,8 +327,9 @@ def test_watch_dir_setting_moves_the_watcher(
     database_url: str,
     store: Store,
 ) -> None:
-    w = start_watcher()
+    w = start_watcher(watch_root=tmp_path)
     other = tmp_path / "elsewhere"
+    other.mkdir()  # the watcher creates no folder for the setting
     store.settings.update(watch_dir=str(other), set_watch_dir=True)
     wait_for(lambda: w.watcher._root == other.resolve(), timeout=5)
     (other / "moved.yaml").write_text("tasks: [{id: M}]\n")
