@@ -25,13 +25,22 @@ RET_INVALID = 2  # bad input (a task list, an argument)
 RET_CONFLICT = 3  # the record is not in a state that allows the action
 RET_UNAVAILABLE = 4  # Postgres or Redis did not answer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-settings_app = typer.Typer(help="Show or change the operator settings (the settings row).")
+#: Help text as plain text, laid out by click (typer's rich panels showed each option's type,
+#: ``--help <bool>`` included, and kept the docstrings' line breaks).
+PLAIN: dict[str, Any] = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, **PLAIN,
+    help="planfleet: task-list files in, dependency-aware plans out, built by Windmill-style "
+         "scripts. Every option also reads a PLANFLEET_* variable.",
+)
+settings_app = typer.Typer(help="Show or change the operator settings (the settings row).",
+                           **PLAIN)
 app.add_typer(settings_app, name="settings")
-pull_app = typer.Typer(no_args_is_help=True,
+pull_app = typer.Typer(no_args_is_help=True, **PLAIN,
                        help="Write a task file from an issue tracker into the watch dir.")
 app.add_typer(pull_app, name="pull")
-windmill_app = typer.Typer(no_args_is_help=True, help="Windmill assets.")
+windmill_app = typer.Typer(no_args_is_help=True, help="Windmill assets.", **PLAIN)
 app.add_typer(windmill_app, name="windmill")
 
 out = Console(highlight=False)
@@ -528,7 +537,7 @@ def api(
 @windmill_app.command("validate")
 def windmill_validate(
     directory: Annotated[Path | None, typer.Argument(
-        help="Assets folder (default: the project's deploy/windmill).")] = None,
+        help="Assets folder (default: the scripts shipped in the package).")] = None,
     tasks: Annotated[list[Path] | None, typer.Option(
         "--tasks", help="Task files whose scripts must exist there (repeatable).")] = None,
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 
 from planfleet import defaults, exceptions
-from planfleet.config import Config
+from planfleet.config import SHIPPED_PROCFILE, Config
 from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis
 from planfleet.processes import alive, tagged, terminate
 from planfleet.schema import migrate
@@ -22,10 +22,9 @@ log = structlog.get_logger(__name__)
 
 
 def _procfile() -> Path:
+    """The working directory's Procfile (to run a fleet of your own), else the shipped one."""
     here = Path.cwd() / "Procfile"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parent.parent / "Procfile"
+    return here if here.exists() else SHIPPED_PROCFILE
 
 
 def _api_token(state: Path) -> str:
@@ -67,6 +66,16 @@ def _claim_pidfile(state: Path) -> Path:
 
 #: Environment variable that marks every process of one fleet (its state dir as the value).
 FLEET_TAG = "PLANFLEET_FLEET"
+
+
+#: honcho's exit code when it stopped the fleet on SIGINT / SIGTERM (not a process's own).
+HONCHO_STOPPED = (130, 143)
+
+
+def exit_code(honcho_rc: int, *, stopped: bool) -> int:
+    """``up``'s exit code: 0 after a stop someone asked for (Ctrl-C, SIGTERM) that honcho
+    carried out, else honcho's (a process that exited first and ended the fleet)."""
+    return 0 if stopped and honcho_rc in HONCHO_STOPPED else honcho_rc
 
 
 def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
@@ -112,14 +121,20 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
         )
         concurrency = f"plan={plan_workers},build={build_workers}"
         honcho = subprocess.Popen(
-            [str(bin_dir / "honcho"), "start", "-f", str(_procfile()), "-d", str(Path.cwd()),
+            [sys.executable, "-m", "honcho", "start", "-f", str(_procfile()), "-d", str(Path.cwd()),
              "-c", concurrency],
             env=env,
         )
         # Ctrl-C reaches honcho too (same process group); it stops its children, we wait
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGINT))
-        return honcho.wait()
+        stops: list[int] = []
+        signal.signal(signal.SIGINT, lambda signum, _: stops.append(signum))
+
+        def _forward(signum: int, _: object) -> None:
+            stops.append(signum)
+            honcho.send_signal(signal.SIGINT)
+
+        signal.signal(signal.SIGTERM, _forward)
+        return exit_code(honcho.wait(), stopped=bool(stops))
     except exceptions.PlanfleetError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
