@@ -7,8 +7,10 @@ import json
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -74,6 +76,32 @@ def _parse_bool(value: str) -> bool:
     if v in _FALSE:
         return False
     raise _fail(f"expected on/off, got {value!r}", RET_INVALID)
+
+
+_T = TypeVar("_T")
+
+_WAIT_HELP = "Wait up to this many seconds for a match (a file is recorded once it is stable)."
+
+
+def _poll(fetch: Callable[[], _T], done: Callable[[_T], bool], wait: float) -> tuple[_T, bool]:
+    """``fetch()`` until ``done`` says yes or ``wait`` seconds passed; the last value and
+    whether it was done."""
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        value = fetch()
+        if done(value):
+            return value, True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return value, False
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.5)
+
+
+def _waited_in_vain(what: str, wait: float) -> typer.Exit:
+    err.print(f"{what} after {wait:g} s", markup=False)
+    return typer.Exit(RET_ERROR)
 
 
 def _print_settings(s: models.Settings, watch_dir_default: Path) -> None:
@@ -164,10 +192,11 @@ def inputs(
     status: Annotated[models.InputStatus | None, typer.Option(help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    wait: Annotated[float, typer.Option(min=0, help=_WAIT_HELP)] = 0,
 ) -> None:
     """List recorded inputs, newest first."""
     rt = _runtime()
-    rows = rt.store.inputs.list(status=status, limit=limit)
+    rows, found = _poll(lambda: rt.store.inputs.list(status=status, limit=limit), bool, wait)
     if as_json:
         for r in rows:
             out.print_json(
@@ -195,6 +224,8 @@ def inputs(
             (r.error or "")[:80],
         )
     out.print(table)
+    if wait and not found:
+        raise _waited_in_vain("no input" + (f" {status}" if status else ""), wait)
 
 
 
@@ -298,25 +329,42 @@ def decide(
 def plans(
     status: Annotated[models.PlanStatus | None, typer.Option(help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    wait: Annotated[float, typer.Option(min=0, help=_WAIT_HELP)] = 0,
 ) -> None:
     """List plans, newest first."""
     rt = _runtime()
+    rows, found = _poll(lambda: rt.store.plans.list(status=status, limit=limit), bool, wait)
     table = Table("id", "input", "status", "tasks", "makespan", "created", "error")
-    for p in rt.store.plans.list(status=status, limit=limit):
+    for p in rows:
         table.add_row(str(p.id), str(p.pending_input_id or ""), str(p.status),
                       str(p.summary.get("tasks", "")), f"{p.summary.get('makespan', 0):g}m",
                       p.created_at.strftime("%Y-%m-%d %H:%M:%S"), (p.error or "")[:60])
     out.print(table)
+    if wait and not found:
+        raise _waited_in_vain("no plan" + (f" {status}" if status else ""), wait)
 
 
 @app.command()
-def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
+def show(
+    plan_id: Annotated[int, typer.Argument(help="Plan id.")],
+    wait: Annotated[float, typer.Option(
+        min=0, help="Wait up to this many seconds for the plan to exist and stop moving "
+                    "(built, failed, cancelled, or waiting for a person).")] = 0,
+) -> None:
     """A plan's steps: states, attempts, timings."""
     rt = _runtime()
-    try:
-        p = rt.store.plans.get(plan_id)
-    except exceptions.NotFound as exc:
-        raise _fail(str(exc), RET_CONFLICT) from exc
+
+    def fetch() -> models.PlanRecord | None:
+        try:
+            return rt.store.plans.get(plan_id)
+        except exceptions.NotFound:
+            return None
+
+    found, settled = _poll(fetch, lambda p: p is not None and not p.status.moving, wait)
+    if found is None:
+        raise _fail(f"plan {plan_id} not found" + (f" after {wait:g} s" if wait else ""),
+                    RET_CONFLICT if not wait else RET_ERROR)
+    p = found
     s = p.summary
     out.print(f"plan {p.id} ({p.status}) from input {p.pending_input_id}: {s.get('tasks')} tasks, "
               f"makespan {s.get('makespan')}m (lower bound {s.get('lower_bound')}m)")
@@ -345,6 +393,8 @@ def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
             out.print(f"circuit {c.script}: {c.state}, {c.failures} consecutive failures"
                       + (f", last: {c.last_error[:120]}" if c.last_error else ""), markup=False,
                       soft_wrap=True)
+    if wait and not settled:
+        raise _waited_in_vain(f"plan {plan_id} still {p.status}", wait)
 
 
 @app.command()

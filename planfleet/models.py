@@ -40,6 +40,12 @@ class PlanStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @property
+    def moving(self) -> bool:
+        """Queued or building: it goes on without anyone (every other status waits for a
+        person or is final)."""
+        return self in (PlanStatus.QUEUED, PlanStatus.BUILDING)
+
 
 class StepStatus(enum.StrEnum):
     PENDING = "pending"

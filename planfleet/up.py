@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -38,6 +39,16 @@ def _api_token(state: Path) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
         return token
+
+
+def write_env_file(path: Path, values: dict[str, str], bin_dir: Path) -> None:
+    """``path``: export lines a shell sources to talk to this fleet (mode 0600: the token)."""
+    lines = ["# written by `planfleet up`: `. THIS-FILE` points a shell at the fleet"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+    lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def _free_port(preferred: int) -> int:
@@ -109,6 +120,9 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
         ui = f"http://{config.api_host}:{port}/"
         bin_dir = Path(sys.executable).parent
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        write_env_file(state / "env", {
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url, "WATCH_DIR": str(watch_dir),
+            "PLANFLEET_API_TOKEN": token, "PLANFLEET_API_URL": ui}, bin_dir)
         sys.stderr.write(
             "\nplanfleet is up\n"
             f"  drop task files into  {watch_dir}\n"
@@ -117,6 +131,7 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
             f"  DATABASE_URL={database_url}\n"
             f"  REDIS_URL={redis_url}\n"
             f"  state and logs in     {state}\n"
+            f"  in another shell      . {state / 'env'}   (these variables, and planfleet on PATH)\n"
             "  Ctrl-C stops everything.\n\n"
         )
         concurrency = f"plan={plan_workers},build={build_workers}"

@@ -10,8 +10,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-${extras//,/_}"
 log=.venv/pip.log
-# reinstall only when the dependency list changed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# up to date: an install with these extras (or more) newer than the dependency list
+covered() {
+    local s want have
+    for s in .venv/.installed-*; do
+        [ -f "$s" ] && [ ! pyproject.toml -nt "$s" ] || continue
+        have="_${s#.venv/.installed-}_"
+        for want in ${extras//,/ }; do
+            [[ "$have" == *"_${want}_"* ]] || continue 2
+        done
+        return 0
+    done
+    return 1
+}
+if ! covered; then
     echo "installing planfleet[${extras}] into .venv (pip's output: $log)" >&2
     if ! { .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip &&
            .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"; } \

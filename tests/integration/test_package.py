@@ -36,6 +36,7 @@ import yaml
 from tests.conftest import _admin, _url_for, wait_for
 from tests.support.fake_windmill import FakeWindmill
 from tests.support.services import free_port
+from tests.support.shell import user_env
 
 pytestmark = pytest.mark.slow
 
@@ -45,22 +46,11 @@ CHECKOUT_BIN = Path(sys.executable).parent
 UV = CHECKOUT_BIN / "uv"
 
 
-def _base_env() -> dict[str, str]:
-    """A user's shell: no venv, no PYTHONPATH, none of the tests' variables."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
-    env = {k: v for k, v in os.environ.items()
-           if k in keep or k.startswith(("PIP_", "UV_", "SSL_", "REQUESTS_CA", "CURL_CA"))
-           or k.lower().endswith("_proxy")}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if not p.startswith(str(ROOT)))
-    return env
-
-
 @pytest.fixture(scope="module")
 def wheel_venv() -> Iterator[Path]:
     """Build the wheel and install it in a fresh venv under /tmp (outside the checkout)."""
     tmp = Path(tempfile.mkdtemp(prefix="planfleet-wheel-", dir="/tmp"))
-    env = _base_env()
+    env = user_env()
     started = time.monotonic()
     # uv (a test dependency) builds the sdist, the wheel from it, and installs the wheel with
     # its dependencies from PyPI, with no cache: several times faster than pip, same result
@@ -109,7 +99,7 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: floa
 
 def test_the_wheel_runs_up_from_an_empty_directory(wheel_venv, fresh_database, redis_url):
     cwd = Path(tempfile.mkdtemp(prefix="planfleet-empty-", dir="/tmp"))
-    env = {**_base_env(), "DATABASE_URL": fresh_database, "REDIS_URL": redis_url,
+    env = {**user_env(), "DATABASE_URL": fresh_database, "REDIS_URL": redis_url,
            "PLANFLEET_API_PORT": str(free_port()), "PLANFLEET_STABILITY_WINDOW": "0.2",
            "PLANFLEET_LOG_FORMAT": "json"}
     out = cwd.parent / f"{cwd.name}.out"
@@ -144,7 +134,7 @@ def test_the_wheel_runs_up_from_an_empty_directory(wheel_venv, fresh_database, r
 
 
 def test_up_without_the_embedded_extra_names_it(wheel_venv, tmp_path):
-    env = {**_base_env(), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    env = {**user_env(), "REDIS_URL": "redis://127.0.0.1:1/0"}
     r = subprocess.run([str(wheel_venv / "planfleet"), "up"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stderr
@@ -154,7 +144,7 @@ def test_up_without_the_embedded_extra_names_it(wheel_venv, tmp_path):
 
 def test_the_wheel_ships_help_without_markup(wheel_venv, tmp_path):
     r = subprocess.run([str(wheel_venv / "planfleet"), "--help"], cwd=tmp_path,
-                       env=_base_env(), capture_output=True, text=True, timeout=60)
+                       env=user_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "``" not in r.stdout and "<bool>" not in r.stdout and "╭" not in r.stdout
     assert "enqueue-plan" in r.stdout
@@ -240,7 +230,7 @@ def test_a_second_host_runs_workers_against_the_same_services(
     assert _env_file_keys() == set(values)
     # quick settings for a test: a short stability window and polls, and an RQ job lost on
     # the way is enqueued again after 2 s rather than 60
-    env = {**_base_env(), **values, "PLANFLEET_STABILITY_WINDOW": "0.2",
+    env = {**user_env(), **values, "PLANFLEET_STABILITY_WINDOW": "0.2",
            "PLANFLEET_WINDMILL_POLL": "0.1", "PLANFLEET_REQUEUE_AFTER": "2"}
     assert set(_units()) == {
         "planfleet-watcher.service", "planfleet-reconciler.service", "planfleet-api.service",
@@ -295,7 +285,7 @@ def test_a_second_host_runs_workers_against_the_same_services(
         # the workers' venv is the wheel's: its planfleet lives outside the checkout
         probe = subprocess.run([str(wheel_venv / "python"), "-c",
                                 "import planfleet, json; print(json.dumps(planfleet.__file__))"],
-                               capture_output=True, text=True, env=_base_env(), cwd=second.dir)
+                               capture_output=True, text=True, env=user_env(), cwd=second.dir)
         assert not json.loads(probe.stdout).startswith(str(ROOT))
     finally:
         control.close()
