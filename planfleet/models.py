@@ -83,10 +83,6 @@ class Settings:
     def from_row(cls, row: dict[str, Any]) -> Self:
         return _from_row(cls, row)  # type: ignore[no-any-return]
 
-    def evolve(self, **changes: Any) -> Self:
-        return dataclasses.replace(self, **changes)
-
-
 @dataclasses.dataclass(frozen=True)
 class PendingInput:
     """A recorded task-list file (without its bytes unless asked for)."""

@@ -10,11 +10,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from planfleet import models, queues
+from planfleet import durations, models, queues
 from planfleet.api import charts, routes
 from planfleet.runtime import Runtime
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# every duration a page shows is in the one format (planfleet.durations)
+templates.env.filters["minutes"] = durations.format_minutes
+templates.env.filters["seconds"] = durations.format_seconds
 pages = APIRouter(include_in_schema=False)
 
 INPUT_ACTIONS = {

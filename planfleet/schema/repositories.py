@@ -232,10 +232,6 @@ class InputRepository(_Guarded):
         """planning -> queued when its planner has been silent for ``planning`` seconds."""
         return self._db.matched("release_input", {"id": input_id, "planning": planning})
 
-    def requeue(self, input_id: int) -> None:
-        """planning -> queued after a transient fault."""
-        self._transition("requeue_input", input_id, "planning")
-
 
 class PlanRepository(_Guarded):
     noun = "plan"

@@ -27,6 +27,7 @@ import redis
 import rq
 import structlog
 
+from planfleet.backoff import Backoff
 from planfleet.workers import jobs, shutdown
 
 log = structlog.get_logger(__name__)
@@ -54,7 +55,7 @@ class Worker(rq.Worker):
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         worked = False
-        delay = 0.5
+        waits = Backoff(first=0.5, cap=30.0)
         while True:
             started = time.monotonic()
             try:
@@ -65,7 +66,9 @@ class Worker(rq.Worker):
                 return worked
             # RQ's loop ended on an error (it logged it): most often Redis went away. Work
             # again once Redis answers, backing off if the loop keeps ending at once.
-            delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+            if time.monotonic() - started > 60:
+                waits.reset()
+            delay = waits.next()
             log.warning("worker_loop_restarting", worker=self.name, wait=delay)
             time.sleep(delay)
             self._wait_for_redis()
@@ -77,11 +80,11 @@ class Worker(rq.Worker):
             return False
 
     def _wait_for_redis(self) -> None:
-        delay = 0.5
+        waits = Backoff(first=0.5, cap=10.0)
         while not self._redis_answers():
+            delay = waits.next()
             log.warning("waiting_for_redis", worker=self.name, wait=delay)
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
         if self.horse_pid:
             # a job that was running goes on in its horse: let it end before taking another
             try:
