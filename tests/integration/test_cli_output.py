@@ -42,7 +42,7 @@ def test_show_fits_80_columns_with_long_ids_and_errors(fleet: Fleet) -> None:
 def test_plans_show_makespans_in_the_one_format(fleet: Fleet) -> None:
     fleet.workers()
     input_id = fleet.submit(fleet.task_file([{"id": "A", "estimate": "1d"}]))
-    p = finished(fleet, plan_of(fleet, input_id).id)
+    finished(fleet, plan_of(fleet, input_id).id)
     r = fleet.cli("plans")
     assert r.returncode == 0
     (row,) = [ln for ln in r.stdout.splitlines() if " built " in ln]
