@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from planfleet import exceptions, models
+from planfleet import durations, exceptions, models
 from planfleet.schema import queries
 from planfleet.schema.connector import Cursor, Database
 
@@ -254,8 +254,8 @@ class PlanRepository(_Guarded):
                 raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
             _event(cur, "plan_created",
                    f"plan {row['id']}: {summary.get('tasks')} tasks, makespan "
-                   f"{summary.get('makespan')} min", input_id=input_id, plan_id=row["id"],
-                   data=summary)
+                   f"{durations.format_minutes(summary.get('makespan'))}",
+                   input_id=input_id, plan_id=row["id"], data=summary)
             return int(row["id"])
 
     def list(
