@@ -59,6 +59,7 @@ def test_the_readme_walk(redis_url):
               "WATCH_DIR": str(home / "input"), "PLANFLEET_STATE_DIR": str(home / ".planfleet"),
               "PLANFLEET_API_PORT": str(free_port()), "PLANFLEET_LOG_FORMAT": "json"}
     out = home / "make-up.out"
+    out.touch()
     # the first terminal: a pseudo-terminal, so that Ctrl-C is the terminal's (a SIGINT to
     # its foreground process group), as a person's is
     master, slave = os.openpty()
