@@ -18,6 +18,16 @@ import structlog
 OWN_HANDLERS = ("rq.worker", "rq.scheduler", "rq")
 
 
+_HANDLER = "planfleet"
+
+
+def _is_plain_stderr(h: logging.Handler) -> bool:
+    """A bare stream handler on stderr (``logging.basicConfig``'s): it would print each line
+    a second time, unrendered."""
+    return type(h) is logging.StreamHandler and getattr(h, "stream", None) in (
+        sys.stderr, sys.__stderr__)
+
+
 def _renderer(fmt: str) -> structlog.typing.Processor:
     if fmt == "json":
         return structlog.processors.JSONRenderer()
@@ -51,8 +61,11 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, _renderer(fmt)],
     ))
+    handler.set_name(_HANDLER)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # replace our handler (configure may run again), leave others' (a test runner's) alone
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER
+                        and not _is_plain_stderr(h)] + [handler]
     root.setLevel(logging.WARNING)
     for name in OWN_HANDLERS:
         logging.getLogger(name).handlers.clear()
