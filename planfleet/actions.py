@@ -47,8 +47,9 @@ def retry(rt: Runtime, plan_id: int) -> int:
 
 
 def cancel(rt: Runtime, plan_id: int, reason: str) -> None:
-    """Stop a plan: nothing new starts; its build worker cancels running steps."""
+    """Stop a plan: nothing new starts; its next turn cancels running steps."""
     rt.store.plans.cancel(plan_id, reason)
+    rt.queues.enqueue_builds([plan_id])
 
 
 def upload(rt: Runtime, filename: str, content: bytes) -> models.RecordOutcome:
@@ -97,9 +98,9 @@ def decide(rt: Runtime, plan_id: int, task_id: str, decision: str,
     if not rt.store.steps.decide(step.id, decision, note=note, extra=extra):
         raise exceptions.InvalidTransition(
             f"task {task_id} of plan {plan_id} is {step.status}, not blocked")
-    if plan.status in (models.PlanStatus.BLOCKED,):
+    if plan.status is models.PlanStatus.BLOCKED:
         rt.store.plans.resume(plan_id)
-        rt.queues.enqueue_builds([plan_id])
+    rt.queues.enqueue_builds([plan_id])  # a turn acts on the decision
     return f"task {task_id} of plan {plan_id}: {decision}"
 
 

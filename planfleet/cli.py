@@ -43,6 +43,8 @@ app.add_typer(settings_app, name="settings")
 pull_app = typer.Typer(no_args_is_help=True, **PLAIN,
                        help="Write a task file from an issue tracker into the watch dir.")
 app.add_typer(pull_app, name="pull")
+solvers_app = typer.Typer(help="The fleet's solvers: capacity shared by every plan.", **PLAIN)
+app.add_typer(solvers_app, name="solvers")
 windmill_app = typer.Typer(no_args_is_help=True, help="Windmill assets.", **PLAIN)
 app.add_typer(windmill_app, name="windmill")
 
@@ -110,6 +112,7 @@ def _print_settings(s: models.Settings, watch_dir_default: Path) -> None:
     table.add_row("auto_build", "on" if s.auto_build else "off")
     table.add_row("watch_dir", s.watch_dir or f"{watch_dir_default} (from WATCH_DIR)")
     table.add_row("max_parallel", str(s.max_parallel))
+    table.add_row("max_running", str(s.max_running))
     out.print(table)
 
 
@@ -142,6 +145,7 @@ class SettingName(enum.StrEnum):
     auto_build = "auto_build"
     watch_dir = "watch_dir"
     max_parallel = "max_parallel"
+    max_running = "max_running"
 
 
 @settings_app.command("set")
@@ -154,14 +158,15 @@ def settings_set(
     changes: dict[str, Any] = {}
     if name in (SettingName.auto_plan, SettingName.auto_build):
         changes[name.value] = _parse_bool(value)
-    elif name is SettingName.max_parallel:
+    elif name in (SettingName.max_parallel, SettingName.max_running):
         try:
             n = int(value)
         except ValueError:
-            raise _fail(f"max_parallel must be a whole number, got {value!r}", RET_INVALID) from None
+            raise _fail(f"{name.value} must be a whole number, got {value!r}",
+                        RET_INVALID) from None
         if n < 1:
-            raise _fail("max_parallel must be at least 1", RET_INVALID)
-        changes["max_parallel"] = n
+            raise _fail(f"{name.value} must be at least 1", RET_INVALID)
+        changes[name.value] = n
     else:
         changes["set_watch_dir"] = True
         changes["watch_dir"] = str(Path(value).expanduser().resolve()) if value else None
@@ -202,12 +207,13 @@ def inputs(
         for r in rows:
             sys.stdout.write(json.dumps({
                 "id": r.id, "filename": r.filename, "status": r.status, "size": r.size,
-                "digest": r.digest, "error": r.error, "created_at": r.created_at.isoformat(),
+                "digest": r.digest, "error": r.error, "warnings": r.warnings,
+                "created_at": r.created_at.isoformat(),
             }) + "\n")
         if wait and not found:
             raise _waited_in_vain("no input" + (f" {status}" if status else ""), wait)
         return
-    table = Table("id", "file", "status", "size", "created", "error")
+    table = Table("id", "file", "status", "size", "created", "warnings", "error")
     for r in rows:
         table.add_row(
             str(r.id),
@@ -215,11 +221,48 @@ def inputs(
             str(r.status),
             str(r.size),
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(len(r.warnings)) if r.warnings else "",
             (r.error or "")[:80],
         )
     out.print(table)
     if wait and not found:
         raise _waited_in_vain("no input" + (f" {status}" if status else ""), wait)
+
+
+@app.command("input")
+def input_show(
+    input_id: Annotated[int, typer.Argument(help="The input's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """One input: its status, why it failed (the planner's problems), its warnings."""
+    from planfleet.api import routes
+
+    rt = _runtime()
+    try:
+        got, problems, plans, _ = routes.input_detail(rt, input_id, events=200)
+    except exceptions.NotFound as exc:
+        raise _fail(str(exc), RET_INVALID) from exc
+    if as_json:
+        out.print_json(json.dumps({
+            "id": got.id, "filename": got.filename, "status": got.status, "error": got.error,
+            "problems": problems, "warnings": got.warnings, "plans": [p.id for p in plans]}))
+        return
+    lines = [f"input {got.id}: {got.filename} ({got.status.value}, {got.size} bytes)"]
+    if got.error:
+        lines.append(f"error: {got.error}")
+        lines += [f"  - {_problem_text(p)}" for p in problems]
+    if got.warnings:
+        lines.append(f"{len(got.warnings)} warning{'s' if len(got.warnings) != 1 else ''}:")
+        lines += [f"  - {_problem_text(w)}" for w in got.warnings]
+    lines.append("plans: " + (", ".join(str(p.id) for p in plans) or "none"))
+    out.print("\n".join(lines), markup=False, soft_wrap=True)
+
+
+def _problem_text(p: dict[str, Any]) -> str:
+    from planfleet.planner.errors import Problem
+
+    known = {k: p.get(k) for k in ("code", "message", "task", "field", "line")}
+    return f"[{known['code']}] {Problem(**{k: v for k, v in known.items()})}"
 
 
 
@@ -397,12 +440,53 @@ def show(
         if st.status is models.StepStatus.BLOCKED:
             out.print(f"BLOCKED {st.task_id}: {st.question}  -> planfleet decide {plan_id} "
                       f"{st.task_id} retry|skip|fail|answer --note …", markup=False)
+    from planfleet.workers.dispatching import waiting_reasons
+
+    for task, why in sorted(waiting_reasons(rt.store.fleet.load(), rt.config, plan_id).items()):
+        out.print(f"WAITING {task}: {why}", markup=False)
     for c in rt.store.circuits.get(p.scripts).values():
         if c.state != "closed" or c.failures:
             out.print(f"circuit {c.script}: {c.state}, {c.failures} consecutive failures"
                       + (f", last: {c.last_error[:120]}" if c.last_error else ""), markup=False)
     if wait and not settled:
         raise _waited_in_vain(f"plan {plan_id} still {p.status}", wait)
+
+
+@solvers_app.callback(invoke_without_command=True)
+def solvers_list(ctx: typer.Context) -> None:
+    """List the solvers: capacity, busy slots, ready steps waiting, script."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rt = _runtime()
+    table = Table("solver", "capacity", "busy", "waiting", "script", box=None)
+    for row in rt.store.fleet.solvers():
+        table.add_row(row["name"], str(row["capacity"]), str(row["busy"]), str(row["waiting"]),
+                      row["script"] or "")
+    out.print(table)
+
+
+@solvers_app.command("set")
+def solvers_set(
+    name: Annotated[str, typer.Argument(help="Solver name, as task files name it.")],
+    capacity: Annotated[int, typer.Option(min=0, help="Steps it may run at once, fleet-wide.")],
+    script: Annotated[str | None, typer.Option(help="Its default Windmill script.")] = None,
+) -> None:
+    """Declare a solver or change its capacity (every plan shares it from the next round)."""
+    rt = _runtime()
+    row = rt.store.fleet.set_solver(name, capacity, script)
+    out.print(f"solver {row['name']}: capacity {row['capacity']}"
+              + (f", script {row['script']}" if row["script"] else ""), markup=False)
+
+
+@solvers_app.command("remove")
+def solvers_remove(name: Annotated[str, typer.Argument(help="Solver name.")]) -> None:
+    """Forget a solver: its steps are bound only by their plans' own capacities."""
+    rt = _runtime()
+    try:
+        rt.store.fleet.remove_solver(name)
+    except exceptions.NotFound as exc:
+        raise _fail(str(exc), RET_CONFLICT) from exc
+    out.print(f"solver {name} removed", markup=False)
 
 
 @app.command()
@@ -497,8 +581,16 @@ def plan_cmd(
             n = len(exc.problems)
             lines = [f"cannot plan {source} ({n} problem{'s' if n != 1 else ''}):"]
             lines += [f"  - {problem}" for problem in exc.problems]
+            if exc.warnings:
+                lines.append(f"and {len(exc.warnings)} warning{'s' if len(exc.warnings) != 1 else ''}:")
+                lines += [f"  - {w}" for w in exc.warnings]
             sys.stderr.write("\n".join(lines) + "\n")
         raise typer.Exit(RET_INVALID) from exc
+    if result.warnings and not machine:
+        n = len(result.warnings)
+        lines = [f"{n} warning{'s' if n != 1 else ''} about {source}:"]
+        lines += [f"  - {planner.Problem(**w)}" for w in result.warnings]
+        sys.stderr.write("\n".join(lines) + "\n")
     if windmill_flow:
         sys.stdout.write(json.dumps(flow.to_windmill_flow(result), indent=2) + "\n")
     elif as_json:
@@ -547,9 +639,21 @@ def pull_youtrack(
     project: Annotated[str, typer.Option(help="Project short name (e.g. SAM).")],
     query: Annotated[str | None, typer.Option(help="Extra YouTrack search terms.")] = None,
     to: Annotated[Path | None, typer.Option(help="Folder (default: the watch dir).")] = None,
+    estimate_field: Annotated[str, typer.Option(
+        help="The custom field holding the estimate (a period field).")] = "Estimation",
+    priority: Annotated[list[str] | None, typer.Option(
+        help="A custom priority value and its number, NAME=NUMBER (repeatable), e.g. "
+             "'Nice to have=10'.")] = None,
 ) -> None:
     """Fetch a project's open issues (priority, estimate, dependency links) into a task file."""
     from planfleet import youtrack
+
+    try:
+        priorities = youtrack.parse_priorities(priority or [])
+    except ValueError as exc:
+        raise _fail(str(exc), RET_INVALID) from exc
+    if not estimate_field.strip():
+        raise _fail("--estimate-field must name a field", RET_INVALID)
 
     try:
         issues = youtrack.fetch_issues(url, token, project, query)
@@ -559,7 +663,8 @@ def pull_youtrack(
         err.print(f"no open issues in {project} match {youtrack.query_for(project, query)!r}; "
                   "nothing written", markup=False, soft_wrap=True)
         return
-    path = youtrack.write_task_file(issues, to or _watch_dir(), project)
+    doc = youtrack.document(issues, estimate_field=estimate_field.strip(), priorities=priorities)
+    path = youtrack.write_task_file(doc, to or _watch_dir(), project)
     out.print(f"{len(issues)} issues of {project} written to {path}", markup=False,
               soft_wrap=True)
 

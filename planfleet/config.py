@@ -85,6 +85,10 @@ class Config(BaseSettings):
     #: when a step's attempts are used up: ``escalate`` (blocked, a person decides) or ``fail``
     on_exhausted: str = Field("escalate", pattern="^(escalate|fail)$")
     build_poll: float = Field(defaults.BUILD_POLL, gt=0)
+    #: steps the local runner runs at once, fleet-wide on this machine
+    runner_slots: int = Field(defaults.RUNNER_SLOTS, ge=1)
+    #: seconds of waiting ready that raise a step's standing by one priority level
+    aging: float = Field(defaults.AGING, gt=0)
     build_stale: float = Field(defaults.BUILD_STALE, gt=0)
     requeue_after: float = Field(defaults.REQUEUE_AFTER, gt=0)
     reconcile_interval: float = Field(defaults.RECONCILE_INTERVAL, gt=0)

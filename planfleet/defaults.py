@@ -84,10 +84,18 @@ QA_TIMEOUT = 300.0
 TIMEOUT_FACTOR = 2.0
 #: ... up to this many seconds.
 TIMEOUT_CAP = 4 * 1800.0
-#: Seconds between a build worker's looks at its running steps.
+#: Seconds between the tracker's looks at the fleet's running steps.
 BUILD_POLL = 0.2
-#: Seconds without a heartbeat after which a building plan is taken over.
+#: Seconds a building plan may go without a turn while one is due before the reconciler
+#: enqueues one (also: a flow build's silent worker is taken over).
 BUILD_STALE = 30.0
+#: Steps the local runner runs at once (on this machine, across every plan).
+RUNNER_SLOTS = 8
+#: Seconds a ready step waits before its standing rises one priority level (aging: an idle
+#: task stands level with a critical one after four of these).
+AGING = 600.0
+#: Seconds an RQ turn job may run (a turn is short; this only bounds a stuck one).
+TURN_JOB_TIMEOUT = 600
 #: Seconds a plan or input may sit `queued` before the reconciler enqueues it again.
 REQUEUE_AFTER = 60.0
 #: Seconds a planning input's lease (heartbeat every 2 s) may be silent before it is requeued.

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from planfleet import exceptions, models, queues
 from planfleet.runtime import Runtime
+from planfleet.schema.repositories import Store
 
 log = structlog.get_logger(__name__)
 #: Upper bounds (seconds) of the step duration histogram.
@@ -87,8 +88,29 @@ class FleetCollector(Collector):
             failures.add_metric([c.script], c.failures)
         yield state
         yield failures
+        yield from self._fleet(store)
 
         yield from self._queues()
+
+    def _fleet(self, store: Store) -> Iterator[Metric]:
+        capacity = GaugeMetricFamily("planfleet_solver_capacity",
+                                     "Steps a solver may run at once, fleet-wide.",
+                                     labels=["solver"])
+        busy = GaugeMetricFamily("planfleet_solver_busy", "Steps a solver runs now.",
+                                 labels=["solver"])
+        waiting = GaugeMetricFamily("planfleet_tasks_waiting",
+                                    "Ready steps waiting for a slot, by solver.",
+                                    labels=["solver"])
+        for row in store.fleet.solvers():
+            capacity.add_metric([row["name"]], row["capacity"])
+            busy.add_metric([row["name"]], row["busy"])
+            waiting.add_metric([row["name"]], row["waiting"])
+        yield capacity
+        yield busy
+        yield waiting
+        building = GaugeMetricFamily("planfleet_plans_building", "Plans moving in turns now.")
+        building.add_metric([], store.plans.counts().get("building", 0))
+        yield building
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("planfleet_queue_depth", "Jobs waiting in a queue.",

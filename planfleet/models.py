@@ -77,6 +77,8 @@ class Settings:
     auto_build: bool
     watch_dir: str | None
     max_parallel: int
+    #: steps running at once across the fleet
+    max_running: int = 1000
     updated_at: dt.datetime | None = None
 
     @classmethod
@@ -98,6 +100,8 @@ class PendingInput:
     created_at: dt.datetime
     updated_at: dt.datetime
     content: bytes | None = None
+    #: what the planner read but did not plan, or read with a guess ({code, message, line, …})
+    warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
@@ -192,6 +196,10 @@ class Step:
     decision: dict[str, Any] | None = None
     #: the quality check's job, while the step needs_qa
     qa_job_id: Any = None
+    #: what the tracker saw the step's job (or check) end with, not yet acted on
+    observed: dict[str, Any] | None = None
+    #: since when it has been ready (pending, its dependencies done)
+    ready_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:

@@ -24,7 +24,8 @@ from planfleet.exceptions import PlanfleetError
 FIELDS = (
     "idReadable,summary,resolved,"
     "customFields(name,value(name,minutes,presentation)),"
-    "links(direction,linkType(name,sourceToTarget,targetToSource),issues(idReadable,resolved))"
+    "links(direction,linkType(name,sourceToTarget,targetToSource),issues(idReadable,resolved),"
+    "trimmedIssues(idReadable,resolved))"
 )
 #: Issues per request.
 PAGE = 100
@@ -94,8 +95,33 @@ def _message(resp: httpx.Response) -> str:
     return str(body)[:200]
 
 
-def write_task_file(issues: list[dict[str, Any]], folder: Path, project: str) -> Path:
-    """Write ``issues`` as ``youtrack-<project>-<time>.json`` in ``folder``, atomically."""
+def parse_priorities(pairs: list[str]) -> dict[str, int]:
+    """``["Show-stopper=100", "Nice to have=10"]`` as a mapping; ValueError naming a bad pair."""
+    out: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, value = pair.rpartition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"priority {pair!r} is not NAME=NUMBER")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"priority {pair!r}: {value!r} is not a whole number") from None
+    return out
+
+
+def document(issues: list[dict[str, Any]], *, estimate_field: str = "Estimation",
+             priorities: dict[str, int] | None = None) -> Any:
+    """What the task file holds: the issue list, or (another estimate field, custom
+    priorities) the envelope the planner reads those settings from."""
+    if estimate_field == "Estimation" and not priorities:
+        return issues
+    return {"format": "youtrack", "estimate_field": estimate_field,
+            "priorities": priorities or {}, "issues": issues}
+
+
+def write_task_file(issues: Any, folder: Path, project: str) -> Path:
+    """Write ``issues`` (a list, or :func:`document`'s envelope) as
+    ``youtrack-<project>-<time>.json`` in ``folder``, atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", project) or "project"
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())

@@ -17,6 +17,7 @@ from planfleet.api import charts
 from planfleet.api import schemas as s
 from planfleet.planner import plan_bytes
 from planfleet.runtime import Runtime
+from planfleet.workers.dispatching import waiting_reasons
 
 #: Largest task file the API takes (as the watcher's default limit).
 MAX_BODY = 16 * 1024 * 1024
@@ -182,7 +183,8 @@ def get_plan(rt: Rt, plan_id: int) -> Any:
             "steps": [s.StepOut.of(x) for x in latest.values()],
             "history": [s.StepOut.of(x) for x in every],
             "circuits": list(rt.store.circuits.get(p.scripts).values()),
-            "waiting_for_a_person": charts.waiting_on_people(p.plan or {}, latest)}
+            "waiting_for_a_person": charts.waiting_on_people(p.plan or {}, latest),
+            "waiting_for_a_slot": waiting_reasons(rt.store.fleet.load(), rt.config, p.id)}
 
 
 @api.get("/plans/{plan_id}/steps/{step_id}/log", responses={
@@ -268,9 +270,34 @@ def put_settings(rt: Rt, body: s.SettingsIn) -> Any:
     """Change operator settings; every process sees the change within a second."""
     rt.store.settings.update(
         auto_plan=body.auto_plan, auto_build=body.auto_build, max_parallel=body.max_parallel,
+        max_running=body.max_running,
         watch_dir=(body.watch_dir or None) if body.watch_dir is not None else None,
         set_watch_dir=body.watch_dir is not None)
     return rt.store.settings.get()
+
+
+@api.get("/solvers", response_model=list[s.SolverOut])
+def list_solvers(rt: Rt) -> Any:
+    """The fleet's solvers: capacity shared by every plan, busy slots, ready steps waiting."""
+    return rt.store.fleet.solvers()
+
+
+SolverName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^/\x00]+$")]
+
+
+@mutating.put("/solvers/{name}", response_model=s.SolverOut)
+def put_solver(rt: Rt, name: SolverName, body: s.SolverIn) -> Any:
+    """Declare a solver or change its capacity (and script)."""
+    rt.store.fleet.set_solver(name, body.capacity, body.script)
+    return next(r for r in rt.store.fleet.solvers() if r["name"] == name)
+
+
+@mutating.delete("/solvers/{name}", response_model=s.SolverRemoved,
+                  responses={404: {"model": s.Error}})
+def delete_solver(rt: Rt, name: SolverName) -> Any:
+    """Forget a solver (its steps are bound only by their plans' own capacities)."""
+    rt.store.fleet.remove_solver(name)
+    return s.SolverRemoved(name=name, message=f"solver {name} removed")
 
 
 @api.get("/queues", response_model=s.QueuesOut, responses={503: {"model": s.Error}})

@@ -29,6 +29,8 @@ class InputOut(BaseModel):
     size: int
     status: models.InputStatus
     error: str | None
+    #: what the planner read but did not plan, or read with a guess
+    warnings: list[dict[str, Any]] = []
     attempts: int
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -144,6 +146,8 @@ class PlanDetail(PlanOut):
     circuits: list[CircuitOut]
     #: task not started -> the blocked task (waiting for a person) it waits for
     waiting_for_a_person: dict[str, str]
+    #: ready task -> why it has not started (the fleet's capacity, the plan's limits)
+    waiting_for_a_slot: dict[str, str] = Field(default_factory=dict)
 
 
 class SettingsOut(BaseModel):
@@ -151,6 +155,8 @@ class SettingsOut(BaseModel):
     auto_build: bool
     watch_dir: str | None
     max_parallel: int
+    #: steps running at once across the fleet
+    max_running: int
     updated_at: dt.datetime | None
 
 
@@ -162,6 +168,30 @@ class SettingsIn(BaseModel):
     auto_build: bool | None = None
     watch_dir: str | None = Field(None, max_length=4096)
     max_parallel: int | None = Field(None, ge=1, le=10_000)
+    max_running: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class SolverOut(BaseModel):
+    name: str
+    #: steps it may run at once, fleet-wide
+    capacity: int
+    script: str | None
+    #: steps it runs now
+    busy: int
+    #: ready steps waiting for it
+    waiting: int
+    updated_at: dt.datetime
+
+
+class SolverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    capacity: int = Field(ge=0, le=100_000)
+    script: str | None = Field(None, min_length=1, max_length=1000)
+
+
+class SolverRemoved(BaseModel):
+    name: str
+    message: str
 
 
 class QueueOut(BaseModel):

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from planfleet import durations, models, queues
 from planfleet.api import charts, routes
 from planfleet.runtime import Runtime
+from planfleet.workers.dispatching import waiting_reasons
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 # every duration a page shows is in the one format (planfleet.durations)
@@ -71,6 +72,7 @@ def plan_page(request: Request, plan_id: int) -> HTMLResponse:
         request, "plan.html", p=p, doc=doc, steps=latest, attempts=rt.store.steps.all(plan_id),
         gantt=charts.gantt(doc, latest), dag=charts.dag(doc, latest),
         waiting=charts.waiting_on_people(doc, latest),
+        slots=waiting_reasons(rt.store.fleet.load(), rt.config, p.id),
         circuits=[c for c in rt.store.circuits.get(p.scripts).values() if c.state != "closed"],
         events=rt.store.events.list(plan_id=plan_id, limit=30))
 
@@ -87,3 +89,30 @@ def events_page(request: Request, kind: str | None = None) -> HTMLResponse:
     rt = routes.runtime(request)
     return _render(request, "events.html", events=rt.store.events.list(kind=kind or None,
                                                                         limit=200), kind=kind)
+
+
+@pages.get("/fleet", response_class=HTMLResponse)
+def fleet_page(request: Request) -> HTMLResponse:
+    """Per solver: capacity, busy slots, waiting steps and their plans; per plan: running and
+    waiting steps."""
+    rt = routes.runtime(request)
+    load = rt.store.fleet.load()
+    running: dict[int, int] = {}
+    holders: dict[str, set[int]] = {}
+    for (plan_id, solver, _), n in load.active.items():
+        running[plan_id] = running.get(plan_id, 0) + n
+        if solver is not None:
+            holders.setdefault(solver, set()).add(plan_id)
+    waiting: dict[int, int] = {}
+    waiters: dict[str, set[int]] = {}
+    for r in load.ready:
+        waiting[r["plan_id"]] = waiting.get(r["plan_id"], 0) + 1
+        if r["solver"] is not None:
+            waiters.setdefault(r["solver"], set()).add(r["plan_id"])
+    solvers = [{**row, "running_plans": sorted(holders.get(row["name"], ())),
+                "waiting_plans": sorted(waiters.get(row["name"], ()))}
+               for row in rt.store.fleet.solvers()]
+    plans = [{"id": p, "running": running.get(p, 0), "waiting": waiting.get(p, 0)}
+             for p in sorted(set(running) | set(waiting))]
+    return _render(request, "fleet.html", solvers=solvers, plans=plans,
+                   max_running=load.max_running, active=sum(running.values()))

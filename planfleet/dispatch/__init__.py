@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -92,3 +93,32 @@ def submit_each(dispatcher: Dispatcher,
         except DispatchError as exc:
             out[job.job_id] = exc
     return out
+
+
+class Locked:
+    """A dispatcher shared by a process's turns and its tracker thread: one call at a time
+    (the dispatchers keep per-job bookkeeping that is not thread-safe)."""
+
+    def __init__(self, inner: Dispatcher) -> None:
+        self.inner = inner
+        self._lock = threading.RLock()
+
+    def submit(self, job_id: uuid.UUID, script: str, args: dict[str, Any], timeout: float) -> None:
+        with self._lock:
+            self.inner.submit(job_id, script, args, timeout)
+
+    def submit_many(self, jobs: Sequence[Submission]) -> dict[uuid.UUID, DispatchError | None]:
+        with self._lock:
+            return self.inner.submit_many(jobs)
+
+    def status(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:
+        with self._lock:
+            return self.inner.status(job_ids)
+
+    def cancel(self, job_id: uuid.UUID, reason: str) -> None:
+        with self._lock:
+            self.inner.cancel(job_id, reason)
+
+    def close(self) -> None:
+        with self._lock:
+            self.inner.close()

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import structlog
 
 from planfleet.dispatch import DispatchError, JobState, JobStatus, Submission
-from planfleet.dispatch.windmill_api import WindmillClient, server_time
+from planfleet.dispatch.windmill_api import ListingUnavailable, WindmillClient, server_time
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -35,6 +35,10 @@ R = TypeVar("R")
 OVERLAP = 5.0
 #: Seconds after which Windmill's clock offset is measured again.
 CLOCK_EVERY = 600.0
+#: Without listings (an older Windmill): a job's first lookup after this many seconds, then
+#: at doubling intervals up to ``FALLBACK_CAP``: a modest rate, whatever the jobs' number.
+FALLBACK_FIRST = 1.0
+FALLBACK_CAP = 30.0
 
 
 @dataclasses.dataclass
@@ -69,6 +73,8 @@ class WindmillDispatcher:
         self._since: str | None = None
         self._first_sent: float | None = None
         self._next_poll = 0.0
+        #: False once Windmill answered that it has no listing endpoints
+        self._listing = True
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -122,10 +128,10 @@ class WindmillDispatcher:
 
         out = dict(zip((j.job_id for j in jobs), self._map(send, jobs), strict=True))
         now = time.monotonic()
+        first = self.check_after if self._listing else FALLBACK_FIRST
         for job_id, error in out.items():
             if error is None:
-                self._jobs[job_id] = _Job(_QUEUED, True, now + self.check_after,
-                                          self.check_after)
+                self._jobs[job_id] = _Job(_QUEUED, True, now + first, first)
             elif error.permanent:
                 self._jobs.pop(job_id, None)
             else:
@@ -143,7 +149,8 @@ class WindmillDispatcher:
             del self._jobs[job_id]  # the caller has what it needed
         for job_id in wanted - self._jobs.keys():
             # submitted by an earlier worker (or never): look it up at once
-            self._jobs[job_id] = _Job(_QUEUED, False, now, self.check_after)
+            self._jobs[job_id] = _Job(_QUEUED, False, now, self.check_after if self._listing
+                                      else FALLBACK_FIRST)
         if now >= self._next_poll:
             try:
                 self._look(now)
@@ -166,23 +173,35 @@ class WindmillDispatcher:
             return
         fetch = {j for j, job in open_jobs.items() if now >= job.check_at}
         watched = {j: job for j, job in open_jobs.items() if job.known}
-        if watched:
-            offset = self._clock()
-            since = self._since or server_time(
-                offset - OVERLAP - (time.time() - (self._first_sent or time.time())))
-            self._since = server_time(offset - OVERLAP)
-            done = self.client.job_ids(completed_after=since) & {str(j) for j in watched}
-            fetch |= {uuid.UUID(j) for j in done}
-            waiting = [j for j, job in watched.items()
-                       if job.status.state is JobState.QUEUED and j not in fetch]
-            if waiting:
-                running = self.client.job_ids(running="true")
-                for j in waiting:
-                    if str(j) in running:
-                        watched[j].status = JobStatus(JobState.RUNNING,
-                                                      link=self.client.job_link(j))
+        if watched and self._listing:
+            try:
+                self._list(watched, fetch)
+            except ListingUnavailable as exc:
+                self._listing = False
+                log.warning("windmill_listing_unavailable", error=str(exc),
+                            fallback="each job looked up on its own, at doubling intervals")
+                for job in open_jobs.values():
+                    job.check_every = min(job.check_every, FALLBACK_FIRST)
+                    job.check_at = min(job.check_at, now + FALLBACK_FIRST)
         if fetch:
             self._fetch(sorted(fetch), now)
+
+    def _list(self, watched: dict[uuid.UUID, _Job], fetch: set[uuid.UUID]) -> None:
+        """Which watched jobs completed (to ``fetch``) or run, from the listing endpoints."""
+        offset = self._clock()
+        since = self._since or server_time(
+            offset - OVERLAP - (time.time() - (self._first_sent or time.time())))
+        self._since = server_time(offset - OVERLAP)
+        done = self.client.job_ids(completed_after=since) & {str(j) for j in watched}
+        fetch |= {uuid.UUID(j) for j in done}
+        waiting = [j for j, job in watched.items()
+                   if job.status.state is JobState.QUEUED and j not in fetch]
+        if waiting:
+            running = self.client.job_ids(running="true")
+            for j in waiting:
+                if str(j) in running:
+                    watched[j].status = JobStatus(JobState.RUNNING,
+                                                  link=self.client.job_link(j))
 
     def _fetch(self, job_ids: list[uuid.UUID], now: float) -> None:
         def get(job_id: uuid.UUID) -> dict[str, Any] | None | DispatchError:
@@ -203,7 +222,8 @@ class WindmillDispatcher:
                 continue
             job.known = True
             job.status = self._status_of(job_id, found)
-            job.check_every = min(job.check_every * 2, self.check_after * 10)
+            job.check_every = min(job.check_every * 2,
+                                  self.check_after * 10 if self._listing else FALLBACK_CAP)
             job.check_at = now + job.check_every
 
     def cancel(self, job_id: uuid.UUID, reason: str) -> None:

@@ -32,6 +32,12 @@ _MISCONFIGURED = {401: "unauthorized (check WINDMILL_TOKEN)",
 PER_PAGE = 100
 #: Pages read from one listing at most (a guard: 100 pages = 10,000 ids).
 MAX_PAGES = 100
+#: What an older Windmill answers for the listing endpoints and the db clock.
+_NO_LISTING = (404, 501)
+
+
+class ListingUnavailable(DispatchError):
+    """This Windmill has no job listing (or no db clock): look jobs up one by one."""
 
 
 class WindmillClient:
@@ -148,6 +154,8 @@ class WindmillClient:
             resp = self._send("list", "GET", f"{self._ws}/jobs/list_filtered_uuids",
                               params={**filters, "per_page": str(PER_PAGE), "page": str(page)},
                               what="listing jobs")
+            if resp.status_code in _NO_LISTING:
+                raise ListingUnavailable(f"Windmill answered {resp.status_code} for listing jobs")
             ids = self._ok(resp, "listing jobs").json()
             found.update(ids)
             if len(ids) < PER_PAGE:
@@ -157,8 +165,10 @@ class WindmillClient:
     def clock(self) -> float:
         """Seconds between Windmill's database clock and ours (theirs minus ours)."""
         before = time.time()
-        resp = self._ok(self._send("clock", "GET", "/jobs/db_clock", what="the clock"),
-                        "the clock")
+        resp = self._send("clock", "GET", "/jobs/db_clock", what="the clock")
+        if resp.status_code in _NO_LISTING:
+            raise ListingUnavailable(f"Windmill answered {resp.status_code} for the clock")
+        self._ok(resp, "the clock")
         after = time.time()
         return float(resp.json()) / 1000.0 - (before + after) / 2
 

@@ -35,7 +35,7 @@ def load_checked(content: bytes, filename: str = "tasks") -> TaskList:
                 graph.validate(task_list)
             except PlanningError as exc:
                 problems = problems + exc.problems
-        raise PlanningError(problems)
+        raise PlanningError(problems, list(task_list.warnings) if task_list is not None else [])
     return task_list
 
 

@@ -35,12 +35,17 @@ class Problem:
 class PlanningError(PlanfleetError):
     """The task list cannot be planned."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None) -> None:
         self.problems = problems
+        #: what the planner warned about in what it could read (shown beside the problems)
+        self.warnings = list(warnings or [])
         shown = "; ".join(str(p) for p in problems[:20])
         more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
         noun = "problem" if len(problems) == 1 else "problems"
         super().__init__(f"{len(problems)} {noun}: {shown}{more}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": str(self), "problems": [p.to_dict() for p in self.problems]}
+        out: dict[str, Any] = {"error": str(self), "problems": [p.to_dict() for p in self.problems]}
+        if self.warnings:
+            out["warnings"] = [w.to_dict() for w in self.warnings]
+        return out

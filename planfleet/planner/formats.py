@@ -12,7 +12,9 @@ import re
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from planfleet.planner import markdown
 from planfleet.planner import tasks as t
 from planfleet.planner.errors import PlanningError, Problem
 
@@ -20,6 +22,8 @@ from planfleet.planner.errors import PlanningError, Problem
 MAX_YAML_ALIASES = 100
 #: Tasks accepted in one list.
 MAX_TASKS = 1_000_000
+#: Warnings kept on one task list (the rest are counted in the last one).
+MAX_WARNINGS = 200
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -56,7 +60,7 @@ def decode(content: bytes) -> str:
 
 
 _SPECKIT_TASK = re.compile(r"^\s*[-*]\s*\[(?P<done>[ xX])\]\s*(?P<id>T\d+)\b\s*(?P<rest>.*)$")
-_SPECKIT_PHASE = re.compile(r"^\s*#{2,6}\s+(?P<title>.+?)\s*$")
+_MD_TASK = re.compile(r"^\s*[-*]\s*\[[ xX]\]\s*(?:\*\*|`)?(?:T\d+|\d+(?:\.\d+)*\.?\s)|^#{2,6}\s+T\d+")
 
 
 def detect(filename: str, text: str) -> str:
@@ -71,7 +75,7 @@ def detect(filename: str, text: str) -> str:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         return "json"
-    if any(_SPECKIT_TASK.match(line) for line in text.splitlines()[:500]):
+    if any(_SPECKIT_TASK.match(line) or _MD_TASK.match(line) for line in text.splitlines()[:500]):
         return "tasks.md"
     return "yaml"
 
@@ -110,6 +114,17 @@ def load(content: bytes, filename: str = "tasks") -> t.TaskList:
         "idReadable" in x for x in data
     ):
         return _youtrack(data)
+    if isinstance(data, dict) and data.get("format") == "youtrack":
+        return _youtrack_envelope(data)
+    if _old_youtrack(data):
+        raise PlanningError([Problem(
+            "unknown_format", "this looks like a YouTrack answer in another shape; expected a "
+            "JSON list of issues as /api/issues returns them with fields idReadable, summary, "
+            "customFields(name,value(name,minutes,presentation)), links(direction,"
+            "linkType(name,sourceToTarget,targetToSource),issues(idReadable,resolved)) — "
+            "'planfleet pull youtrack' writes that")])
+    if _is_taskmaster(data):
+        return _taskmaster(data)
     if isinstance(data, list):
         data = {"tasks": data}
     if not isinstance(data, dict):
@@ -161,6 +176,13 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
 
 
 def _finish(kind: str, problems: list[Problem], specs: list[t.TaskSpec], **extra: Any) -> t.TaskList:
+    warnings = tuple(extra.pop("warnings", ()))
+    if len(warnings) > MAX_WARNINGS:
+        rest = len(warnings) - (MAX_WARNINGS - 1)
+        warnings = warnings[:MAX_WARNINGS - 1] + (Problem(
+            "more_warnings", f"and {rest} more warnings like these (the first "
+            f"{MAX_WARNINGS - 1} are listed)"),)
+    extra["warnings"] = warnings
     if not specs and not problems:
         problems.append(Problem("empty", "the task list has no tasks"))
     if problems:
@@ -189,30 +211,65 @@ def parse(content: bytes, filename: str = "tasks") -> tuple[t.TaskList | None, l
 
 # -- YouTrack ---------------------------------------------------------------------------------
 
+#: YouTrack's default link types, by name: (outward label, inward label). The outward end of a
+#: ``Depend`` link "is required for" the issues it lists (YouTrack's documented default).
+YT_LINK_TYPES = {
+    "depend": ("is required for", "depends on"),
+    "relates": ("relates to", "relates to"),
+    "duplicate": ("is duplicated by", "duplicates"),
+    "subtask": ("parent for", "subtask of"),
+}
+#: The estimate field YouTrack projects have by default.
+YT_ESTIMATE_FIELD = "Estimation"
 
-def _yt_field(issue: dict[str, Any], name: str) -> Any:
+
+class YouTrackOptions(BaseModel):
+    """How an export is read: the envelope ``planfleet pull youtrack`` writes around the issues
+    when asked for another estimate field or custom priorities."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    estimate_field: str = YT_ESTIMATE_FIELD
+    priority_field: str = "Priority"
+    #: priority values (case-insensitive) to numbers, for values outside the usual names
+    priorities: dict[str, int] = Field(default_factory=dict)
+
+
+def _yt_field(issue: dict[str, Any], name: str) -> tuple[bool, Any]:
     for field in issue.get("customFields") or []:
         if isinstance(field, dict) and str(field.get("name", "")).lower() == name.lower():
-            return field.get("value")
-    return None
+            return True, field.get("value")
+    return False, None
 
 
-def _yt_links(issue: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _yt_links(issue: dict[str, Any], warnings: list[Problem]) -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]]]:
     """(issues this one depends on, issues that depend on this one)."""
     depends: list[dict[str, Any]] = []
     required_for: list[dict[str, Any]] = []
+    me = str(issue.get("idReadable"))
     for link in issue.get("links") or []:
         if not isinstance(link, dict):
             continue
         lt = link.get("linkType") or {}
+        if not isinstance(lt, dict):
+            lt = {}
+        others = [x for x in [*(link.get("issues") or []), *(link.get("trimmedIssues") or [])]
+                  if isinstance(x, dict)]
         direction = str(link.get("direction", "")).upper()
-        s2t = str(lt.get("sourceToTarget", "")).lower()
-        t2s = str(lt.get("targetToSource", "")).lower()
-        name = str(lt.get("name", "")).lower()
+        s2t = str(lt.get("sourceToTarget") or "").strip().lower()
+        t2s = str(lt.get("targetToSource") or "").strip().lower()
+        name = str(lt.get("name") or "").strip().lower()
+        if not s2t and not t2s and name in YT_LINK_TYPES:
+            s2t, t2s = YT_LINK_TYPES[name]
+        if not s2t and not t2s:
+            if others:
+                warnings.append(Problem(
+                    "unknown_link", f"link type {lt.get('name') or '(no name)'!r} has no "
+                    "direction names (sourceToTarget/targetToSource) and is not one YouTrack "
+                    f"defines; its links to {', '.join(str(o.get('idReadable')) for o in others[:5])}"
+                    " are not read as dependencies", task=me))
+            continue
         label = s2t if direction == "OUTWARD" else t2s if direction == "INWARD" else ""
-        if not label and name.startswith("depend"):
-            label = "depends on" if direction == "OUTWARD" else "is required for"
-        others = [x for x in link.get("issues") or [] if isinstance(x, dict)]
         if label == "depends on":
             depends += others
         elif label == "is required for":
@@ -220,21 +277,60 @@ def _yt_links(issue: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[st
     return depends, required_for
 
 
-def _youtrack(issues: list[dict[str, Any]]) -> t.TaskList:
+def _youtrack_envelope(data: dict[str, Any]) -> t.TaskList:
+    issues = data.get("issues")
+    options = {k: v for k, v in data.items() if k not in ("format", "issues")}
+    try:
+        opts = YouTrackOptions.model_validate(options)
+    except ValidationError as exc:
+        raise PlanningError([Problem("bad_field", f"youtrack options: {t._first_error(exc)}",
+                                     field="youtrack")]) from exc
+    if not isinstance(issues, list):
+        raise PlanningError([Problem("bad_field", "'issues' must be a list of YouTrack issues",
+                                     field="issues")])
+    return _youtrack(issues, opts)
+
+
+def _old_youtrack(data: Any) -> bool:
+    """An answer of YouTrack's old REST API (``/rest/issue``: ``{"issue": […]}``, issues with
+    ``field`` lists) or of the new one without ``idReadable``."""
+    if isinstance(data, dict):
+        if "issue" in data and "tasks" not in data:
+            return True
+        items = data.get("issues")
+    else:
+        items = data
+    return isinstance(items, list) and bool(items) and all(isinstance(x, dict) for x in items) and all(
+        ("field" in x and "id" in x) or ("$type" in x and "idReadable" not in x)
+        or ("summary" in x and ("customFields" in x or "links" in x) and "idReadable" not in x)
+        for x in items)
+
+
+def _youtrack(issues: list[dict[str, Any]], opts: YouTrackOptions | None = None) -> t.TaskList:
+    opts = opts or YouTrackOptions()
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     raw: dict[str, dict[str, Any]] = {}
     order: list[str] = []
+    custom = {k.strip().lower(): v for k, v in opts.priorities.items()}
+    with_estimate = 0
     for i, issue in enumerate(issues):
+        if not isinstance(issue, dict):
+            problems.append(Problem("bad_field", f"issue #{i + 1} must be a mapping"))
+            continue
         task_id = issue.get("idReadable")
         fields: dict[str, Any] = {"id": task_id, "title": issue.get("summary") or ""}
-        prio = _yt_field(issue, "Priority")
+        _, prio = _yt_field(issue, opts.priority_field)
         if isinstance(prio, dict):
             prio = prio.get("name")
+        if isinstance(prio, str) and prio.strip().lower() in custom:
+            prio = custom[prio.strip().lower()]
         if prio is not None:
             fields["priority"] = prio
-        est = _yt_field(issue, "Estimation")
+        has, est = _yt_field(issue, opts.estimate_field)
+        with_estimate += has
         if isinstance(est, dict):
-            est = est.get("minutes", est.get("presentation"))
+            est = est.get("minutes") if est.get("minutes") is not None else est.get("presentation")
         if est is not None:
             fields["estimate"] = est
         fields["args"] = {"issue_id": task_id}
@@ -244,12 +340,19 @@ def _youtrack(issues: list[dict[str, Any]]) -> t.TaskList:
         raw[str(task_id)] = fields
         order.append(str(task_id))
         fields["_index"] = i
+    if issues and not with_estimate:
+        warnings.append(Problem(
+            "no_estimate_field", f"no issue has a {opts.estimate_field!r} field: every task gets "
+            "the default estimate (name the field with --estimate-field)",
+            field=opts.estimate_field))
     deps: dict[str, set[str]] = {k: set() for k in raw}
     for issue in issues:
+        if not isinstance(issue, dict):
+            continue
         me = str(issue.get("idReadable"))
         if me not in raw:
             continue
-        depends, required_for = _yt_links(issue)
+        depends, required_for = _yt_links(issue, warnings)
         for other in depends:
             oid = str(other.get("idReadable"))
             if oid in raw:
@@ -268,74 +371,146 @@ def _youtrack(issues: list[dict[str, Any]]) -> t.TaskList:
         spec = t.build_task(fields, index, problems)
         if spec is not None:
             specs.append(spec)
-    return _finish("youtrack", problems, specs)
+    return _finish("youtrack", problems, specs, warnings=tuple(warnings))
 
 
-# -- spec-kit tasks.md ------------------------------------------------------------------------
+# -- spec-kit tasks.md and Kiro tasks ---------------------------------------------------------
 
 
 def _speckit(text: str) -> t.TaskList:
-    """Phases run in order; inside a phase a task without ``[P]`` waits for everything before
-    it in the phase, and a ``[P]`` task only for the last task without ``[P]``. Done tasks
-    (``[x]``) are left out."""
-    problems: list[Problem] = []
+    """A markdown task list (see :mod:`planfleet.planner.markdown` for the rules)."""
+    sc = markdown.scan(text)
+    built = markdown.build(sc)
+    problems = list(built.problems)
+    warnings = list(built.warnings)
+    for lineno, why in sorted(sc.unread.items()):
+        if why != "checkbox without a task id":
+            warnings.append(Problem("unreadable_task", f"{why}; not planned", line=lineno))
     specs: list[t.TaskSpec] = []
-    seen: dict[str, int] = {}
-    done: set[str] = set()
-    gate: list[str] = []  # what the next task waits for
-    group: list[str] = []  # [P] tasks since the last sequential one
-    phase = ""
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        head = _SPECKIT_PHASE.match(line)
-        if head and not _SPECKIT_TASK.match(line):
-            if group or gate:
-                gate, group = sorted(set(gate) | set(group)), []
-            phase = head.group("title")
-            continue
-        m = _SPECKIT_TASK.match(line)
-        if not m:
-            continue
-        task_id, rest = m.group("id"), m.group("rest")
-        if task_id in seen:
-            problems.append(
-                Problem("duplicate_id", f"{task_id} is also defined on line {seen[task_id]}",
-                        task=task_id, line=lineno)
-            )
-            continue
-        seen[task_id] = lineno
-        parallel_mark = bool(re.match(r"^\[P\]", rest))
-        if m.group("done") in "xX":
-            # a done task is left out; what it waited for still gates the tasks after it
-            done.add(task_id)
-            if not parallel_mark:
-                gate, group = sorted(set(gate) | set(group)), []
-            continue
-        title = re.sub(r"^\[P\]\s*", "", rest).strip()
-        story = re.match(r"^\[(US\d+)\]\s*", title)
-        args: dict[str, Any] = {"task_id": task_id, "phase": phase}
-        if story:
-            args["story"] = story.group(1)
-        explicit = re.findall(r"\(depends on ([^)]*)\)", title, flags=re.IGNORECASE)
-        extra = [d for chunk in explicit for d in re.findall(r"T\d+", chunk)]
-        deps = [d for d in gate if d not in done]
-        if not parallel_mark:
-            deps += [d for d in group if d not in done]
-        deps += [d for d in extra if d not in done and d not in deps]
-        spec = t.build_task(
-            {"id": task_id, "title": title, "depends_on": deps, "args": args},
-            len(specs), problems, line=lineno,
-        )
-        if spec is None:
-            continue
-        specs.append(spec)
-        if parallel_mark:
-            group.append(task_id)
+    for item, deps in built.tasks:
+        args: dict[str, Any] = {"task_id": item.id}
+        if 0 <= item.phase < len(sc.phases):
+            args["phase"] = sc.phases[item.phase].title
         else:
-            gate, group = [task_id], []
+            args["phase"] = ""
+        if item.story:
+            args["story"] = item.story
+        spec = t.build_task({"id": item.id, "title": item.title, "depends_on": deps,
+                             "args": args}, len(specs), problems, line=item.line)
+        if spec is not None:
+            specs.append(spec)
+    kind = "tasks.md" if sc.kind == "tasks.md" else "kiro"
     if not specs and not problems:
-        if done:
-            problems.append(Problem("empty", "every task in tasks.md is already done"))
+        if built.done:
+            problems.append(Problem("empty", f"every task is already done ({len(built.done)} "
+                                    "done)"))
         else:
+            seen = []
+            if sc.no_id:
+                seen.append(f"{sc.no_id} checkbox lines without a task id")
+            if sc.unread:
+                seen.append(f"{len([w for w in sc.unread.values() if 'no readable' in w])} "
+                            "lines with an unreadable id")
+            also = f"; found {', '.join(seen)}" if seen else ""
             problems.append(Problem("unknown_format", "no tasks found (expected lines like "
-                                    "'- [ ] T001 [P] Do something')"))
-    return _finish("tasks.md", problems, specs)
+                                    "'- [ ] T001 [P] Do something', '### T001: Title' or "
+                                    f"'- [ ] 1.1 Do something'){also}"))
+    return _finish(kind, problems, specs, warnings=tuple(warnings))
+
+
+# -- Taskmaster tasks.json ----------------------------------------------------------------------
+
+_TASKMASTER_KEYS = {"status", "subtasks", "details", "testStrategy"}
+_TASKMASTER_DONE = {"done", "completed", "cancelled", "canceled"}
+
+
+def _is_taskmaster(data: Any) -> bool:
+    def tasks_of(x: Any) -> Any:
+        return x.get("tasks") if isinstance(x, dict) else None
+
+    lists = [tasks_of(data)] if isinstance(data, dict) and "tasks" in data else (
+        [tasks_of(v) for v in data.values()] if isinstance(data, dict) else [])
+    lists = [x for x in lists if isinstance(x, list)]
+    return bool(lists) and all(
+        any(isinstance(task, dict) and _TASKMASTER_KEYS & set(task) for task in tasks)
+        or not tasks for tasks in lists) and any(lists)
+
+
+def _taskmaster(data: dict[str, Any]) -> t.TaskList:
+    """Taskmaster's tasks.json, plain (``{"tasks": […]}``) or tagged (``{"master": {"tasks":
+    […]}}``). Done and cancelled tasks are left out; a task with open subtasks is planned as its
+    subtasks (ids ``3.1``, ``3.2``); a dependency on it means one on all of them."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    if "tasks" in data and isinstance(data["tasks"], list):
+        tags = {"": data}
+    else:
+        tags = {str(k): v for k, v in data.items()
+                if isinstance(v, dict) and isinstance(v.get("tasks"), list)}
+        skipped = [str(k) for k, v in data.items() if str(k) not in tags]
+        if skipped:
+            warnings.append(Problem("not_a_task", f"entries without a task list not planned: "
+                                    f"{', '.join(skipped[:10])}"))
+    prefix_all = len(tags) > 1
+    raw: list[dict[str, Any]] = []
+    done: set[str] = set()
+    members: dict[str, list[str]] = {}  # a parent's id -> its open subtasks' ids
+    parent_deps: dict[str, list[str]] = {}
+    for tag, body in tags.items():
+        pre = f"{tag}/" if prefix_all else ""
+        for n, task in enumerate(body["tasks"]):
+            if not isinstance(task, dict) or "id" not in task:
+                problems.append(Problem("bad_field", f"task #{n + 1}{' of ' + tag if tag else ''} "
+                                        "must be a mapping with an id"))
+                continue
+            tid = f"{pre}{task['id']}"
+            deps = [f"{pre}{d}" for d in task.get("dependencies") or []]
+            status = str(task.get("status") or "pending").lower()
+            subtasks = [s for s in task.get("subtasks") or [] if isinstance(s, dict)]
+            if status in _TASKMASTER_DONE:
+                done.add(tid)
+                done.update(f"{tid}.{s.get('id')}" for s in subtasks)
+                continue
+            open_subs = [s for s in subtasks
+                         if str(s.get("status") or "pending").lower() not in _TASKMASTER_DONE]
+            done.update(f"{tid}.{s.get('id')}" for s in subtasks if s not in open_subs)
+            args = {"task_id": str(task["id"]), **({"tag": tag} if tag else {})}
+            if not open_subs:
+                raw.append(_tm_fields(task, tid, deps, args))
+                continue
+            members[tid] = [f"{tid}.{s.get('id')}" for s in open_subs]
+            parent_deps[tid] = deps
+            for sub in open_subs:
+                sid = f"{tid}.{sub.get('id')}"
+                sdeps = []
+                for d in sub.get("dependencies") or []:
+                    text = str(d)
+                    # a number names a sibling subtask; "3.1" (or a parent's number) names a task
+                    sdeps.append(f"{tid}.{text}" if isinstance(d, int) else f"{pre}{text}")
+                fields = _tm_fields(sub, sid, sdeps + deps, {**args, "subtask_id": str(sub.get("id")),
+                                                           "parent": str(task["id"])})
+                if "priority" not in fields and task.get("priority") is not None:
+                    fields["priority"] = task["priority"]
+                raw.append(fields)
+    specs: list[t.TaskSpec] = []
+    for n, fields in enumerate(raw):
+        expanded: list[str] = []
+        for d in fields["depends_on"]:
+            if d in done:
+                continue
+            expanded += members.get(d, [d])
+        fields["depends_on"] = [d for d in dict.fromkeys(expanded) if d != fields["id"]]
+        spec = t.build_task(fields, n, problems)
+        if spec is not None:
+            specs.append(spec)
+    if not specs and not problems and done:
+        problems.append(Problem("empty", f"every task is already done ({len(done)} done)"))
+    return _finish("taskmaster", problems, specs, warnings=tuple(warnings))
+
+
+def _tm_fields(task: dict[str, Any], tid: str, deps: list[str], args: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"id": tid, "title": str(task.get("title") or ""),
+                              "depends_on": [str(d) for d in deps], "args": args}
+    if task.get("priority") is not None:
+        fields["priority"] = task["priority"]
+    return fields

@@ -74,6 +74,8 @@ class Plan(BaseModel):
     #: the solvers in the file's order (a fallback order; ``solvers`` is a mapping, and a
     #: stored JSON object keeps no order)
     solver_order: list[str] = Field(default_factory=list)
+    #: what the file held that was not planned, or read with a guess (see the input's warnings)
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Counts and headline numbers (stored beside the plan)."""
@@ -89,6 +91,7 @@ class Plan(BaseModel):
             "critical_path": self.critical_path,
             "critical_path_length": self.critical_path_length,
             "immediate": len(self.immediate_batch),
+            "warnings": len(self.warnings),
         }
 
 
@@ -242,6 +245,7 @@ def plan(
     batches = waves(inst, s, result.key)
     immediate = [ids[i] for i in order if s.start[i] <= _EPS]
     return Plan(
+        warnings=[w.to_dict() for w in task_list.warnings],
         policy=task_list.policy.model_dump(exclude_none=True),
         solver_order=list(task_list.solvers),
         project=task_list.project,

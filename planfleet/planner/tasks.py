@@ -78,6 +78,8 @@ class TaskList(BaseModel):
     qa: str | None = None
     policy: Policy = Field(default_factory=Policy)
     tasks: tuple[TaskSpec, ...] = ()
+    #: what was read but not planned, or read with a guess (the input shows them)
+    warnings: tuple[Problem, ...] = ()
 
 
 def parse_estimate(value: Any) -> float:

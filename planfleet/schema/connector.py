@@ -81,6 +81,19 @@ class Database:
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
 
+    @contextlib.contextmanager
+    def try_lock(self, query: str, params: dict[str, Any]) -> Iterator[bool]:
+        """Hold a transaction-level advisory lock (the named query answers ``locked``) for
+        the length of the block; yields whether it was taken. The lock goes with the
+        transaction, or with the connection of a process that died."""
+        try:
+            with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.execute(queries.get(query), params)
+                row = cur.fetchone()
+                yield bool(row and row["locked"])
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
+
     def fetch_all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Every row of the one named query ``query``."""
         with self.session() as cur:

@@ -21,7 +21,8 @@ INSERT INTO planfleet_migrations (version) VALUES (%(version)s);
 
 -- name: get_settings
 -- The settings row.
-SELECT auto_plan, auto_build, watch_dir, max_parallel, updated_at FROM settings WHERE id = 1;
+SELECT auto_plan, auto_build, watch_dir, max_parallel, max_running, updated_at FROM settings
+WHERE id = 1;
 
 -- name: update_settings
 -- Change the given settings (a NULL parameter keeps the current value).
@@ -30,9 +31,10 @@ UPDATE settings SET
     auto_build   = coalesce(%(auto_build)s, auto_build),
     watch_dir    = CASE WHEN %(set_watch_dir)s THEN %(watch_dir)s ELSE watch_dir END,
     max_parallel = coalesce(%(max_parallel)s, max_parallel),
+    max_running  = coalesce(%(max_running)s, max_running),
     updated_at   = now()
 WHERE id = 1
-RETURNING auto_plan, auto_build, watch_dir, max_parallel, updated_at;
+RETURNING auto_plan, auto_build, watch_dir, max_parallel, max_running, updated_at;
 
 -- name: record_files
 -- Record a batch of stable file versions (see planfleet_record_files_v1).
@@ -46,7 +48,8 @@ SELECT filename, size, mtime_ns FROM input_files WHERE source_dir = %(dir)s;
 
 -- name: list_inputs
 -- Inputs, newest first, optionally of one status.
-SELECT id, filename, source_dir, digest, size, status, error, attempts, created_at, updated_at
+SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+       updated_at
 FROM pending_inputs
 WHERE (%(status)s::planfleet_input_status IS NULL OR status = %(status)s::planfleet_input_status)
 ORDER BY id DESC
@@ -58,13 +61,14 @@ SELECT status::text AS status, count(*) AS n FROM pending_inputs GROUP BY status
 
 -- name: get_input
 -- One input without its bytes.
-SELECT id, filename, source_dir, digest, size, status, error, attempts, created_at, updated_at
+SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+       updated_at
 FROM pending_inputs WHERE id = %(id)s;
 
 -- name: get_input_with_content
 -- One input with its bytes.
-SELECT id, filename, source_dir, digest, size, status, error, attempts, created_at, updated_at,
-       content
+SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+       updated_at, content
 FROM pending_inputs WHERE id = %(id)s;
 
 -- name: queue_input
@@ -74,15 +78,16 @@ WHERE id = %(id)s AND status = 'pending'
 RETURNING id;
 
 -- name: finish_input
--- planning -> planned | failed, with the error when failed.
-UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s
+-- planning -> planned | failed, with the error when failed (and what the planner warned about).
+UPDATE pending_inputs SET status = %(status)s::planfleet_input_status, error = %(error)s,
+    warnings = %(warnings)s
 WHERE id = %(id)s AND status = 'planning'
   AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
 RETURNING id;
 
 -- name: replan_input
 -- planned | failed -> queued: plan an input again on purpose (refused files have no bytes).
-UPDATE pending_inputs SET status = 'queued', error = NULL
+UPDATE pending_inputs SET status = 'queued', error = NULL, warnings = '[]'
 WHERE id = %(id)s AND status IN ('planned', 'failed') AND content IS NOT NULL
 RETURNING id;
 
@@ -109,13 +114,14 @@ UPDATE pending_inputs SET status = 'planning', attempts = attempts + 1, claimed_
     updated_at = now()
 WHERE id = %(id)s
   AND (status = 'queued' OR (status = 'planning' AND claimed_by = %(job)s))
-RETURNING id, filename, source_dir, digest, size, status, error, attempts, created_at,
-          updated_at, content;
+RETURNING id, filename, source_dir, digest, size, status, error, warnings, attempts,
+          created_at, updated_at, content;
 
 -- name: insert_plan_for_input
--- planning -> planned and the new plan, in one statement (nothing if the input is not planning).
+-- planning -> planned (with what the planner warned about) and the new plan, in one statement
+-- (nothing if the input is not planning).
 WITH done AS (
-    UPDATE pending_inputs SET status = 'planned', error = NULL
+    UPDATE pending_inputs SET status = 'planned', error = NULL, warnings = %(warnings)s
     WHERE id = %(input_id)s AND status = 'planning'
       AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
     RETURNING id
@@ -188,7 +194,7 @@ SELECT status, worker FROM plans WHERE id = %(id)s;
 -- building -> built | failed, with the build summary merged into the plan summary.
 UPDATE plans SET status = %(status)s::planfleet_plan_status, error = %(error)s,
     summary = summary || jsonb_build_object('build', %(build)s::jsonb)
-WHERE id = %(id)s AND status = 'building' AND worker = %(worker)s
+WHERE id = %(id)s AND status = 'building'
 RETURNING id;
 
 -- name: cancel_plan
@@ -205,17 +211,22 @@ WHERE id = %(id)s AND status = 'failed'
 RETURNING id;
 
 -- name: create_steps
--- The first attempt of every task of a plan (nothing for tasks that have steps already).
-INSERT INTO steps (plan_id, task_id, attempt, script, solver, args)
-SELECT %(plan_id)s, t.task_id, 1, t.script, t.solver, t.args
-FROM jsonb_to_recordset(%(steps)s) AS t(task_id text, script text, solver text, args jsonb)
+-- The first attempt of every task of a plan (nothing for tasks that have steps already), with
+-- what the fleet's sharing needs: business priority, rank in the plan's order, runs alone.
+INSERT INTO steps (plan_id, task_id, attempt, script, solver, args, priority, rank, alone,
+                   timeout)
+SELECT %(plan_id)s, t.task_id, 1, t.script, t.solver, t.args, coalesce(t.priority, 50),
+       coalesce(t.rank, 0), coalesce(t.alone, false), t.timeout
+FROM jsonb_to_recordset(%(steps)s) AS t(task_id text, script text, solver text, args jsonb,
+                                        priority integer, rank integer, alone boolean,
+                                        timeout float8)
 ON CONFLICT DO NOTHING;
 
 -- name: latest_steps
 -- The latest attempt of every task of a plan.
 SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windmill_job_id,
        script, solver, args, result, error, not_before, started_at, finished_at, error_type,
-       timeout, question, decision, qa_job_id
+       timeout, question, decision, qa_job_id, observed, ready_at
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY task_id, attempt DESC;
 
@@ -253,11 +264,11 @@ RETURNING id;
 -- A failed, skipped or cancelled step's next attempt, pending until not_before; script, solver
 -- and timeout may change, and extra args (feedback, an answer) are merged into its args.
 INSERT INTO steps (plan_id, task_id, attempt, tries, script, solver, args, not_before,
-                   timeout)
+                   timeout, priority, rank, alone)
 SELECT plan_id, task_id, attempt + 1, CASE WHEN %(fresh)s THEN 1 ELSE tries + 1 END,
        coalesce(%(script)s, script), coalesce(%(solver)s, solver),
        args || coalesce(%(extra)s::jsonb, '{}'::jsonb), now() + make_interval(secs => %(delay)s),
-       coalesce(%(timeout)s, timeout)
+       coalesce(%(timeout)s, timeout), priority, rank, alone
 FROM steps WHERE id = %(id)s AND status IN ('failed', 'skipped', 'cancelled')
 ON CONFLICT DO NOTHING
 RETURNING id;
@@ -275,12 +286,20 @@ WHERE plan_id = %(plan_id)s AND status = 'pending'
 RETURNING id;
 
 -- name: stale_plans
--- Plans that should be moving but nobody moves: building with a silent worker, or queued a while.
-SELECT id, status::text AS status FROM plans
-WHERE (status = 'building'
-       AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %(stale)s)))
-   OR (status = 'queued' AND updated_at < now() - make_interval(secs => %(queued)s))
-ORDER BY id;
+-- Plans that should be moving but nobody moves: queued a while; building in flow mode with a
+-- silent worker; building with no turn for a while although one is due (a turn was asked for,
+-- a job's end waits to be taken in, or nothing runs or waits for a slot, so no event will come).
+SELECT p.id, p.status::text AS status FROM plans p
+WHERE (p.status = 'building'
+       AND (p.heartbeat_at IS NULL OR p.heartbeat_at < now() - make_interval(secs => %(stale)s))
+       AND (p.worker IS NOT NULL OR p.turn_wanted
+            OR EXISTS (SELECT 1 FROM steps s WHERE s.plan_id = p.id AND s.observed IS NOT NULL
+                       AND s.status IN ('dispatched', 'running', 'needs_qa'))
+            OR NOT EXISTS (SELECT 1 FROM steps s WHERE s.plan_id = p.id
+                           AND (s.status IN ('dispatched', 'running', 'needs_qa')
+                                OR (s.status = 'pending' AND s.ready_at IS NOT NULL)))))
+   OR (p.status = 'queued' AND p.updated_at < now() - make_interval(secs => %(queued)s))
+ORDER BY p.id;
 
 -- name: stale_inputs
 -- Inputs queued a while, or planning far past the planning timeout.
@@ -441,9 +460,9 @@ WHERE id = %(id)s AND status = 'blocked'
 RETURNING id;
 
 -- name: block_plan
--- building -> blocked by its worker: only steps waiting for a person are left.
+-- building -> blocked by its turn: only steps waiting for a person are left.
 UPDATE plans SET status = 'blocked', worker = NULL, heartbeat_at = NULL
-WHERE id = %(id)s AND status = 'building' AND worker = %(worker)s
+WHERE id = %(id)s AND status = 'building'
 RETURNING id;
 
 -- name: pause_plan
@@ -462,6 +481,135 @@ RETURNING id;
 -- dispatched | running -> needs_qa: the job succeeded, its output goes to the quality check
 -- (whose job id is written here before the check is submitted).
 UPDATE steps SET status = 'needs_qa', qa_job_id = %(qa_job_id)s, result = %(result)s,
-    updated_at = now()
+    observed = NULL, updated_at = now()
 WHERE id = %(id)s AND status IN ('dispatched', 'running')
 RETURNING id;
+
+-- name: start_turns
+-- queued -> building, for a plan's first turn (or its first after a resume or a retry), with
+-- the plan's own limits copied from its document; nobody holds it.
+UPDATE plans SET status = 'building', worker = NULL, heartbeat_at = now(),
+    attempts = attempts + 1, max_parallel = %(max_parallel)s, solver_caps = %(solver_caps)s
+WHERE id = %(id)s AND status = 'queued'
+RETURNING id;
+
+-- name: lock_plan_turn
+-- Taken for the length of one turn of a plan (released with its transaction, or with the
+-- connection of a worker that died): two turns of one plan never overlap.
+SELECT pg_try_advisory_xact_lock(7014, %(id)s::integer) AS locked;
+
+-- name: want_turn
+-- A turn was asked for: the plan's running turn (if any) goes round once more.
+UPDATE plans SET turn_wanted = true WHERE id = %(id)s AND NOT turn_wanted
+RETURNING id;
+
+-- name: take_turn_wish
+-- Consume a wish for a turn (the turn goes round again when there was one).
+UPDATE plans SET turn_wanted = false WHERE id = %(id)s AND turn_wanted
+RETURNING id;
+
+-- name: plan_turned
+-- A turn of the plan ended (what the reconciler reads to find a plan no turn moves).
+UPDATE plans SET heartbeat_at = now() WHERE id = %(id)s
+RETURNING id;
+
+-- name: mark_ready
+-- Pending steps whose dependencies are all done from now on compete for slots.
+UPDATE steps SET ready_at = now()
+WHERE id = ANY (%(ids)s) AND status = 'pending' AND ready_at IS NULL
+RETURNING id;
+
+-- name: clear_observed
+-- The plan's turn has acted on what the tracker saw.
+UPDATE steps SET observed = NULL WHERE id = %(id)s
+RETURNING id;
+
+-- name: lock_fleet_dispatch
+-- Serialises the choice of steps to start across the fleet (every worker, every machine), so
+-- no capacity is ever exceeded in a race; held for one short transaction.
+SELECT pg_advisory_xact_lock(7013, 0);
+
+-- name: ready_steps
+-- Every step that may start as soon as a slot is free: pending, dependencies done, backoff
+-- over, its plan building.
+SELECT s.id, s.plan_id, s.task_id, s.solver, s.script, s.priority, s.rank, s.alone,
+       extract(epoch FROM now() - greatest(s.ready_at, coalesce(s.not_before, s.ready_at)))
+           AS waited
+FROM steps s JOIN plans p ON p.id = s.plan_id
+WHERE s.status = 'pending' AND s.ready_at IS NOT NULL
+  AND (s.not_before IS NULL OR s.not_before <= now()) AND p.status = 'building';
+
+-- name: active_load
+-- What runs now, by plan, solver and whether it runs alone.
+SELECT plan_id, solver, alone, count(*)::integer AS n
+FROM steps WHERE status IN ('dispatched', 'running', 'needs_qa')
+GROUP BY plan_id, solver, alone;
+
+-- name: plan_limits
+-- The plans' own limits and when they were last served.
+SELECT id, max_parallel, solver_caps,
+       extract(epoch FROM now() - served_at) AS since_served
+FROM plans WHERE id = ANY (%(ids)s);
+
+-- name: claim_steps
+-- pending -> dispatched for the chosen steps, with the job ids chosen before any request;
+-- the step holds its slot from here until its end is recorded (started_at is the statement's
+-- time, after the lock was taken, not the transaction's start).
+UPDATE steps SET status = 'dispatched', windmill_job_id = c.job, started_at = clock_timestamp(),
+    ready_at = NULL, observed = NULL, updated_at = now()
+FROM jsonb_to_recordset(%(claims)s) AS c(id bigint, job uuid)
+WHERE steps.id = c.id AND steps.status = 'pending'
+RETURNING steps.id, steps.plan_id, steps.task_id, steps.script, steps.args, steps.timeout,
+          steps.windmill_job_id, steps.attempt;
+
+-- name: plans_served
+-- The plans whose steps just took slots (round-robin).
+UPDATE plans SET served_at = now() WHERE id = ANY (%(ids)s)
+RETURNING id;
+
+-- name: fleet_active_steps
+-- Every step whose job (or quality check) runs, fleet-wide: what the tracker follows.
+SELECT s.id, s.plan_id, s.task_id, s.status, s.windmill_job_id, s.qa_job_id, s.started_at,
+       s.timeout, s.observed IS NOT NULL AS observed
+FROM steps s
+WHERE s.status IN ('dispatched', 'running', 'needs_qa');
+
+-- name: observe_step
+-- The tracker saw the step's job end (or vanish): recorded for the plan's next turn.
+UPDATE steps SET observed = %(observed)s
+WHERE id = %(id)s AND status = %(status)s::planfleet_step_status AND observed IS NULL
+RETURNING plan_id;
+
+-- name: list_solvers
+-- The fleet's solvers, with the steps each runs now.
+SELECT v.name, v.capacity, v.script, v.updated_at,
+       (SELECT count(*) FROM steps s WHERE s.solver = v.name
+          AND s.status IN ('dispatched', 'running', 'needs_qa'))::integer AS busy,
+       (SELECT count(*) FROM steps s JOIN plans p ON p.id = s.plan_id
+          WHERE s.solver = v.name AND s.status = 'pending' AND s.ready_at IS NOT NULL
+            AND p.status = 'building')::integer AS waiting
+FROM solvers v ORDER BY v.name;
+
+-- name: solver_capacities
+-- name -> capacity of every declared solver.
+SELECT name, capacity FROM solvers;
+
+-- name: set_solver
+-- Declare a solver, or change its capacity (and its script, when given).
+INSERT INTO solvers (name, capacity, script) VALUES (%(name)s, %(capacity)s, %(script)s)
+ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity,
+    script = coalesce(excluded.script, solvers.script), updated_at = now()
+RETURNING name, capacity, script, updated_at;
+
+-- name: remove_solver
+-- Forget a solver (its steps are no longer bound by a fleet-wide capacity).
+DELETE FROM solvers WHERE name = %(name)s
+RETURNING name;
+
+-- name: turn_wished
+-- Whether a turn of the plan was asked for and not yet taken.
+SELECT turn_wanted AS wished FROM plans WHERE id = %(id)s;
+
+-- name: lock_tracker
+-- Held by the one build worker that tracks the fleet's jobs (for the life of its connection).
+SELECT pg_try_advisory_lock(7015, 0) AS locked;

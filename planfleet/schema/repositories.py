@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -106,6 +108,7 @@ class SettingsRepository:
         auto_plan: bool | None = None,
         auto_build: bool | None = None,
         max_parallel: int | None = None,
+        max_running: int | None = None,
         watch_dir: str | None = None,
         set_watch_dir: bool = False,
     ) -> models.Settings:
@@ -114,6 +117,7 @@ class SettingsRepository:
             "auto_plan": auto_plan,
             "auto_build": auto_build,
             "max_parallel": max_parallel,
+            "max_running": max_running,
             "watch_dir": watch_dir,
             "set_watch_dir": set_watch_dir,
         }
@@ -203,11 +207,14 @@ class InputRepository(_Guarded):
         return None if row is None else models.PendingInput.from_row(row)
 
     def fail(self, input_id: int, error: str, problems: builtins.list[dict[str, Any]],
-             job: str | None = None) -> None:
-        """planning -> failed with the planner's messages (when ``job`` still holds it)."""
+             job: str | None = None,
+             warnings: builtins.list[dict[str, Any]] | None = None) -> None:
+        """planning -> failed with the planner's messages and warnings (when ``job`` still
+        holds it)."""
         with self._db.transaction() as cur:
             cur.execute(queries.get("finish_input"),
-                        {"id": input_id, "status": "failed", "error": error, "job": job})
+                        {"id": input_id, "status": "failed", "error": error, "job": job,
+                         "warnings": Jsonb(warnings or [])})
             if cur.fetchone() is None:
                 raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
             _event(cur, "plan_failed", error[:500], input_id=input_id,
@@ -239,15 +246,16 @@ class PlanRepository(_Guarded):
     def create_from_input(
         self, input_id: int, plan: dict[str, Any], summary: dict[str, Any], digest: str,
         *, queue: bool, job: str | None = None,
+        warnings: list[dict[str, Any]] | None = None,
     ) -> int:
         """planning -> planned and the plan (``queued`` when ``queue``), in one transaction
-        (when ``job`` still holds the input)."""
+        (when ``job`` still holds the input); ``warnings`` are kept on the input."""
         with self._db.transaction() as cur:
             cur.execute(
                 queries.get("insert_plan_for_input"),
                 {"input_id": input_id, "plan": Jsonb(plan), "summary": Jsonb(summary),
                  "digest": digest, "status": "queued" if queue else "ready_for_build",
-                 "job": job},
+                 "job": job, "warnings": Jsonb(warnings or [])},
             )
             row = cur.fetchone()
             if row is None:
@@ -296,9 +304,35 @@ class PlanRepository(_Guarded):
             row = cur.fetchone()
         return None if row is None else models.PlanRecord.from_row(row)
 
-    def block(self, plan_id: int, worker: str) -> bool:
-        """building -> blocked by its worker (only steps waiting for a person are left)."""
-        return self._db.matched("block_plan", {"id": plan_id, "worker": worker})
+    def block(self, plan_id: int) -> bool:
+        """building -> blocked by its turn (only steps waiting for a person are left)."""
+        return self._db.matched("block_plan", {"id": plan_id})
+
+    def start_turns(self, plan_id: int, max_parallel: int, solver_caps: dict[str, int]) -> bool:
+        """queued -> building: the plan moves in turns from now on, with these limits."""
+        return self._db.matched("start_turns", {"id": plan_id, "max_parallel": max_parallel,
+                                                "solver_caps": Jsonb(solver_caps)})
+
+    @contextlib.contextmanager
+    def turn_lock(self, plan_id: int) -> Iterator[bool]:
+        """Held for one turn of the plan; yields False when another turn of it runs."""
+        with self._db.try_lock("lock_plan_turn", {"id": plan_id}) as locked:
+            yield locked
+
+    def want_turn(self, plan_id: int) -> None:
+        """Ask the plan's running turn to go round once more."""
+        self._db.matched("want_turn", {"id": plan_id})
+
+    def take_turn_wish(self, plan_id: int) -> bool:
+        """Whether a turn was asked for since the last call (and consume the wish)."""
+        return self._db.matched("take_turn_wish", {"id": plan_id})
+
+    def wished(self, plan_id: int) -> bool:
+        rows = self._db.fetch_all("turn_wished", {"id": plan_id})
+        return bool(rows and rows[0]["wished"])
+
+    def turned(self, plan_id: int) -> None:
+        self._db.matched("plan_turned", {"id": plan_id})
 
     def pause(self, plan_id: int) -> None:
         """queued | building | blocked -> paused."""
@@ -325,11 +359,12 @@ class PlanRepository(_Guarded):
         return models.PlanStatus(row["status"])
 
     def finish(
-        self, plan_id: int, worker: str, *, built: bool, build: dict[str, Any], error: str | None
+        self, plan_id: int, *, built: bool, build: dict[str, Any], error: str | None
     ) -> bool:
+        """building -> built | failed."""
         with self._db.session() as cur:
             cur.execute(queries.get("finish_plan"), {
-                "id": plan_id, "worker": worker, "status": "built" if built else "failed",
+                "id": plan_id, "status": "built" if built else "failed",
                 "build": Jsonb(build), "error": error,
             })
             return cur.fetchone() is not None
@@ -472,9 +507,112 @@ class StepRepository:
                         {"plan_id": plan_id, "tasks": task_ids, "reason": reason})
             return [r["task_id"] for r in cur.fetchall()]
 
+    def mark_ready(self, step_ids: list[int]) -> None:
+        """These pending steps have every dependency done: they compete for slots now."""
+        if step_ids:
+            self._db.matched("mark_ready", {"ids": step_ids})
+
+    def clear_observed(self, step_id: int) -> None:
+        self._db.matched("clear_observed", {"id": step_id})
+
+    def observe(self, step_id: int, status: models.StepStatus,
+                observed: dict[str, Any]) -> int | None:
+        """Record what the tracker saw a step's job end with; its plan id (None: the step
+        moved on, or an observation waits already)."""
+        with self._db.session() as cur:
+            cur.execute(queries.get("observe_step"),
+                        {"id": step_id, "status": status, "observed": Jsonb(observed)})
+            row = cur.fetchone()
+        return None if row is None else int(row["plan_id"])
+
+    def fleet_active(self) -> list[dict[str, Any]]:
+        """Every step whose job runs, fleet-wide."""
+        return self._db.fetch_all("fleet_active_steps", {})
+
     def cancel_pending(self, plan_id: int, reason: str) -> None:
         with self._db.session() as cur:
             cur.execute(queries.get("cancel_pending_steps"), {"plan_id": plan_id, "reason": reason})
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetLoad:
+    """What the fleet runs and may start, read in one dispatch transaction."""
+
+    ready: list[dict[str, Any]]
+    #: (plan_id, solver, alone) -> steps running
+    active: dict[tuple[int, str | None, bool], int]
+    plans: dict[int, dict[str, Any]]
+    solver_caps: dict[str, int]
+    max_running: int
+
+
+class FleetRepository:
+    """The fleet's shared capacity: solvers, and the choice of steps that start."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def load(self) -> FleetLoad:
+        """A look at the fleet outside the dispatch lock (for the UI, metrics, reasons)."""
+        with self._db.session() as cur:
+            return self._load(cur)
+
+    @staticmethod
+    def _load(cur: Cursor) -> FleetLoad:
+        cur.execute(queries.get("ready_steps"))
+        ready = cur.fetchall()
+        cur.execute(queries.get("active_load"))
+        active = {(r["plan_id"], r["solver"], r["alone"]): r["n"] for r in cur.fetchall()}
+        ids = sorted({r["plan_id"] for r in ready} | {p for p, _, _ in active})
+        cur.execute(queries.get("plan_limits"), {"ids": ids})
+        plans = {r["id"]: r for r in cur.fetchall()}
+        cur.execute(queries.get("solver_capacities"))
+        caps = {r["name"]: r["capacity"] for r in cur.fetchall()}
+        cur.execute(queries.get("get_settings"))
+        row = cur.fetchone()
+        assert row is not None
+        return FleetLoad(ready, active, plans, caps, row["max_running"])
+
+    def dispatch(
+        self, choose: Callable[[FleetLoad], list[tuple[int, uuid.UUID]]]
+    ) -> list[dict[str, Any]]:
+        """Under the fleet's dispatch lock: read the load, let ``choose`` pick (step id, job id)
+        pairs, mark those steps dispatched, all in one transaction; the claimed steps."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("lock_fleet_dispatch"))
+            load = self._load(cur)
+            if not load.ready:
+                return []
+            picks = choose(load)
+            if not picks:
+                return []
+            cur.execute(queries.get("claim_steps"), {"claims": Jsonb(
+                [{"id": step_id, "job": str(job)} for step_id, job in picks])})
+            claimed = cur.fetchall()
+            cur.execute(queries.get("plans_served"),
+                        {"ids": sorted({r["plan_id"] for r in claimed})})
+            return claimed
+
+    def solvers(self) -> list[dict[str, Any]]:
+        return self._db.fetch_all("list_solvers", {})
+
+    def set_solver(self, name: str, capacity: int, script: str | None = None) -> dict[str, Any]:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("set_solver"),
+                        {"name": name, "capacity": capacity, "script": script})
+            row = cur.fetchone()
+            assert row is not None
+            _event(cur, "solver_set", f"solver {name}: capacity {capacity}"
+                   + (f", script {script}" if script else ""),
+                   data={"name": name, "capacity": capacity, "script": script})
+            return row
+
+    def remove_solver(self, name: str) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("remove_solver"), {"name": name})
+            if cur.fetchone() is None:
+                raise exceptions.NotFound(f"solver {name} is not declared")
+            _event(cur, "solver_removed", f"solver {name} removed", data={"name": name})
 
 
 class MetricsRepository:
@@ -601,6 +739,7 @@ class Store:
         self.events = EventRepository(db)
         self.circuits = CircuitRepository(db)
         self.metrics = MetricsRepository(db)
+        self.fleet = FleetRepository(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -1,17 +1,23 @@
-"""The build worker's job: run a plan's steps event-driven until the plan is built or failed.
+"""A plan's turn: what the build workers do with a plan, a short step at a time.
 
-Every turn: look at the running steps' jobs and record what ended (a failure gets its next
-attempt after a backoff, or fails for good and skips its dependents); then start every ready
-task in the plan's priority order while slots are free. A step's job id is written to Postgres
-before the job is submitted, and submitting an id twice is a no-op, so a restarted worker
-carries on from ``steps`` without running an attempt twice.
+No process waits on a plan. A turn takes in what the tracker saw the plan's jobs end with (a
+success goes on, or to its quality check; a failure gets its next attempt after a backoff, is
+handed to a person, or fails for good and skips its dependents), resubmits a job that vanished
+(same id, so at most one job), cancels a job past its timeout, then marks which pending steps
+have every dependency done. Which of those start, across every plan of the fleet, is decided
+by :mod:`planfleet.workers.dispatching` under the fleet's capacity. A step's job id is written
+to Postgres before the job is submitted, and submitting an id twice is a no-op, so a turn lost
+with its worker is simply taken again.
+
+Two turns of one plan never overlap: a turn holds the plan's advisory lock; a turn asked for
+while another runs leaves a wish (``plans.turn_wanted``) that makes the running one go round
+once more.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -21,8 +27,9 @@ import structlog
 from planfleet import models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, JobState, JobStatus, Submission
+from planfleet.planner.plan import Plan, PlanTask
 from planfleet.schema.repositories import NextAttempt, Store
-from planfleet.workers import outcomes, retry, shutdown
+from planfleet.workers import outcomes, retry
 from planfleet.workers.circuits import Breakers
 
 log = structlog.get_logger(__name__)
@@ -30,113 +37,132 @@ S = models.StepStatus
 #: Seconds a step is dispatched before it is recorded as running (a step that ends sooner
 #: goes from dispatched straight to its outcome: one statement fewer per short step).
 RUNNING_AFTER = 1.0
-#: Seconds between a build worker's heartbeats (well under the staleness threshold).
+#: Seconds between a flow build's heartbeats (well under the staleness threshold).
 HEARTBEAT_EVERY = 1.0
-#: Seconds between looks at the steps while some wait for a person (a decision may come).
-BLOCKED_LOOK_EVERY = 1.0
+
+
+def step_policy(config: Config, plan: Plan) -> dict[str, Any]:
+    """The fleet's step policy with the task file's own on top."""
+    return {"max_attempts": config.step_max_attempts, "retry_base": config.step_retry_base,
+            "retry_cap": config.step_retry_cap, "timeout_factor": config.timeout_factor,
+            "on_exhausted": config.on_exhausted, **(plan.policy or {})}
+
+
+def job_status(observed: Mapping[str, Any]) -> JobStatus:
+    """A job's end as the tracker recorded it."""
+    return JobStatus(JobState(observed["state"]), result=observed.get("result"),
+                     error=observed.get("error"), duration=observed.get("duration"),
+                     link=observed.get("link"), error_type=observed.get("error_type"))
+
+
+def observation(status: JobStatus) -> dict[str, Any]:
+    """What the tracker records of a job's end (the inverse of :func:`job_status`)."""
+    return {"state": str(status.state), "result": status.result, "error": status.error,
+            "duration": status.duration, "link": status.link, "error_type": status.error_type}
 
 
 class Build:
-    """One build of one claimed plan by one worker."""
+    """The turns of one plan (and what a flow build shares with them)."""
 
     def __init__(
         self, store: Store, dispatcher: Dispatcher, config: Config, record: models.PlanRecord,
-        worker: str,
+        worker: str, plan: Plan | None = None,
     ) -> None:
         assert record.plan is not None
         self.store, self.dispatcher, self.config = store, dispatcher, config
         self.plan_id = record.id
+        self.status = record.status
         self.worker = worker
-        doc = record.plan
-        self.order: list[str] = doc["priority_order"]
-        self.tasks: dict[str, dict[str, Any]] = doc["tasks"]
-        self.m: int = doc["max_parallel"]
-        self.solvers: dict[str, dict[str, Any]] = doc.get("solvers") or {}
-        self.solver_order: list[str] = doc.get("solver_order") or list(self.solvers)
-        #: the task file's policy over the fleet's
-        self.policy: dict[str, Any] = {
-            "max_attempts": config.step_max_attempts, "retry_base": config.step_retry_base,
-            "retry_cap": config.step_retry_cap, "timeout_factor": config.timeout_factor,
-            "on_exhausted": config.on_exhausted, **(doc.get("policy") or {})}
-        self.caps: dict[str, int] = {
-            name: spec["capacity"] for name, spec in (doc.get("solvers") or {}).items()
-            if spec.get("capacity")
-        }
+        self.plan = plan or Plan.model_validate(record.plan)
+        self.tasks: Mapping[str, PlanTask] = self.plan.tasks
+        self.solvers = self.plan.solvers
+        self.solver_order: list[str] = self.plan.solver_order or list(self.solvers)
+        self.policy = step_policy(config, self.plan)
         self.children: dict[str, list[str]] = {t: [] for t in self.tasks}
         for t, task in self.tasks.items():
-            for d in task["depends_on"]:
+            for d in task.depends_on:
                 self.children[d].append(t)
         self.log = log.bind(plan_id=self.plan_id, worker=worker)
-        self.breakers = Breakers(store, {task["script"] for task in self.tasks.values()},
+        self.breakers = Breakers(store, {task.script for task in self.tasks.values()},
                                  threshold=config.circuit_threshold,
                                  cooldown=config.circuit_cooldown)
-        #: a submission failed for good since the steps were last read
-        self._failed_submit = False
 
-    # -- the loop -------------------------------------------------------------------------
+    # -- a turn ---------------------------------------------------------------------------
 
-    def run(self) -> models.PlanStatus:
+    def turn(self) -> models.PlanStatus:
+        """One turn of a plan that moves in turns (building, paused or cancelled)."""
+        if self.status is models.PlanStatus.CANCELLED:
+            return self._lost()
+        steps = self._reload()
+        if self._collect(steps):
+            steps = self._reload()
+        if self.status is not models.PlanStatus.BUILDING:
+            return self.status  # paused: running steps end; nothing new is readied
+        if all(s.terminal for s in steps.values()):
+            return self._finish(steps)
+        if any(s.status is S.BLOCKED for s in steps.values()) and self._stuck(steps):
+            return self._block()
+        self._mark_ready(steps)
+        return self.status
+
+    def start(self) -> bool:
+        """queued -> building: the first attempt of every task (nothing for tasks a previous
+        run started), then the plan moves in turns."""
         self._create_steps()
-        steps = self._reload()  # a resumed build may find failures not yet followed up
-        beat = looked = 0.0
-        while True:
-            now = time.monotonic()
-            if now - beat >= HEARTBEAT_EVERY:
-                if not self.store.plans.heartbeat(self.plan_id, self.worker):
-                    return self._lost()
-                beat = now
-            if shutdown.requested():
-                return self._hand_back()
-            progress, reload = self._collect(steps)
-            if reload or self._failed_submit:
-                # a failure: new attempts or skips follow, read them from the database
-                self._failed_submit = False
-                steps = self._reload()
-                progress = True
-            if all(s.terminal for s in steps.values()):
-                return self._finish(steps)
-            if any(s.status is S.BLOCKED for s in steps.values()):
-                if self._stuck(steps):
-                    return self._block()
-                if now - looked >= BLOCKED_LOOK_EVERY:  # a person may have decided meanwhile
-                    steps, looked = self._reload(), now
-            # our own writes are the only changes between turns (a cancel shows in the
-            # heartbeat): steps we start are updated in memory, not read again
-            if not self._dispatch(steps) and not progress:
-                time.sleep(self.config.build_poll)
+        caps = {n: s.capacity for n, s in self.solvers.items() if s.capacity}
+        if not self.store.plans.start_turns(self.plan_id, self.plan.max_parallel, caps):
+            return False
+        self.status = models.PlanStatus.BUILDING
+        self.log.info("build_started", action="build", tasks=len(self.tasks))
+        return True
 
     def _create_steps(self) -> None:
         """The first attempt of every task (nothing for tasks a previous worker started)."""
+        rank = {t: i for i, t in enumerate(self.plan.priority_order)}
         self.store.steps.create(self.plan_id, [
-            {"task_id": t, "script": task["script"], "solver": (task["solver"] or [None])[0],
-             "args": {**task["args"], "task_id": t, "title": task["title"],
-                      "plan_id": self.plan_id, "solver": (task["solver"] or [""])[0]}}
+            {"task_id": t, "script": task.script, "solver": (task.solver or [None])[0],
+             "args": {**task.args, "task_id": t, "title": task.title,
+                      "plan_id": self.plan_id, "solver": (task.solver or [""])[0]},
+             "priority": task.effective_priority, "rank": rank.get(t, len(rank)),
+             "alone": not task.parallel,
+             "timeout": float(task.timeout or self.config.step_timeout)}
             for t, task in self.tasks.items()
         ])
-        self.log.info("build_started", action="build", tasks=len(self.tasks))
 
-    def _collect(self, steps: dict[str, models.Step]) -> tuple[bool, bool]:
-        """Record what the running steps' jobs did. Returns (progress, reload): successes are
-        applied to ``steps`` in memory; a failure asks for the steps to be read again."""
-        active = {s.job: s for s in steps.values() if s.active}
-        if not active:
-            return False, False
-        progress = reload = False
+    def _mark_ready(self, steps: Mapping[str, models.Step]) -> None:
+        """Pending steps whose dependencies are all done compete for slots from now on."""
+        self.store.steps.mark_ready([
+            s.id for t, s in steps.items()
+            if s.status is S.PENDING and s.ready_at is None
+            and all(_done(steps[d]) for d in self.tasks[t].depends_on)])
+
+    def _collect(self, steps: dict[str, models.Step]) -> bool:
+        """Act on what the tracker saw the running steps' jobs do, and on timeouts. Returns
+        whether the steps changed beyond what ``steps`` shows."""
+        changed = False
         now = dt.datetime.now(dt.UTC)
-        for job_id, status in self.dispatcher.status(list(active)).items():
-            step = active[job_id]
+        for step in [s for s in steps.values() if s.active]:
+            job_id = step.job
+            if step.observed is None:
+                limit = (self._timeout(step.task_id, step) + self.config.timeout_grace
+                         + (self.config.qa_timeout if step.status is S.NEEDS_QA else 0.0))
+                if step.started_at is not None and (now - step.started_at).total_seconds() > limit:
+                    self.dispatcher.cancel(job_id, "step timeout")
+                    self._failed(step, outcomes.Outcome(
+                        "error", outcomes.TIMEOUT,
+                        f"timed out after {self._timeout(step.task_id, step):g} s"), None)
+                    changed = True
+                continue
+            status = job_status(step.observed)
             if status.state is JobState.UNKNOWN:
                 # written down but never submitted (the worker died in between), or lost by
                 # the runner: submit now, under the same id (so at most one job)
+                self.store.steps.clear_observed(step.id)
                 if step.status is S.NEEDS_QA:
                     self._submit_qa(step, job_id)
                 else:
-                    self._submit([(step, job_id)])
-            elif (status.state is JobState.RUNNING and step.status is S.DISPATCHED
-                  and step.started_at is not None
-                  and (now - step.started_at).total_seconds() >= RUNNING_AFTER):
-                if self.store.steps.running(step.id):
-                    steps[step.task_id] = dataclasses.replace(step, status=S.RUNNING)
+                    self._resubmit(step, job_id)
+                changed = True
             elif (status.state is JobState.SUCCESS and step.status is S.NEEDS_QA
                   and not _passed(status.result)):
                 findings = status.result.get("findings") if isinstance(status.result,
@@ -144,12 +170,12 @@ class Build:
                 self._failed(step, outcomes.Outcome(
                     "error", "qa", f"the quality check failed: {findings or status.result}",
                     value=status.result), status.link)
-                reload = True
+                changed = True
             elif (status.state is JobState.SUCCESS and step.status is not S.NEEDS_QA
                   and outcomes.classify(status).status != "error"
-                  and self.tasks[step.task_id].get("qa")):
+                  and self.tasks[step.task_id].qa):
                 self._check_quality(steps, step, status)
-                progress = True
+                changed = True
             elif (status.state is JobState.SUCCESS
                   and outcomes.classify(status).status != "error"):
                 result = {"value": status.result, "duration": status.duration,
@@ -159,23 +185,24 @@ class Build:
                 if self.store.steps.finish(step.id, S.COMPLETED, result=result):
                     steps[step.task_id] = dataclasses.replace(step, status=S.COMPLETED)
                 else:
-                    reload = True
+                    changed = True
                 self.breakers.succeeded(step.script)
                 self.log.info("step_completed", action="build", task_id=step.task_id,
                               step_id=step.id, attempt=step.attempt)
-                progress = True
-            elif status.done:  # failed, or succeeded reporting an error
+            else:  # failed, or succeeded reporting an error
                 self._failed(step, outcomes.classify(status), status.link)
-                reload = True
-            elif (step.started_at is not None and (now - step.started_at).total_seconds()
-                  > self._timeout(step.task_id, step) + self.config.timeout_grace
-                  + (self.config.qa_timeout if step.status is S.NEEDS_QA else 0.0)):
-                self.dispatcher.cancel(job_id, "step timeout")
-                self._failed(step, outcomes.Outcome(
-                    "error", outcomes.TIMEOUT,
-                    f"timed out after {self._timeout(step.task_id, step):g} s"), None)
-                reload = True
-        return progress, reload
+                changed = True
+        return changed
+
+    def _resubmit(self, step: models.Step, job_id: uuid.UUID) -> None:
+        errors = self.dispatcher.submit_many([
+            Submission(job_id, step.script, dict(step.args), self._timeout(step.task_id, step))])
+        exc = errors.get(job_id)
+        if exc is not None and exc.permanent:
+            self.breakers.failed(step.script, str(exc), misconfigured=exc.misconfigured)
+            self.store.steps.finish(step.id, S.FAILED, error=str(exc))
+            self.log.error("step_dispatch_failed", action="build", task_id=step.task_id,
+                           error=str(exc))
 
     def _check_quality(self, steps: dict[str, models.Step], step: models.Step,
                        status: JobStatus) -> None:
@@ -187,26 +214,25 @@ class Build:
         step = dataclasses.replace(step, status=S.NEEDS_QA, qa_job_id=qa_job, result=result)
         steps[step.task_id] = step
         self.log.info("step_needs_qa", action="build", task_id=step.task_id, step_id=step.id,
-                      qa=self.tasks[step.task_id]["qa"])
+                      qa=self.tasks[step.task_id].qa)
         self._submit_qa(step, qa_job)
 
     def _submit_qa(self, step: models.Step, qa_job: uuid.UUID) -> None:
         task = self.tasks[step.task_id]
         output = (step.result or {}).get("value")
-        args = {"task_id": step.task_id, "plan_id": self.plan_id, "title": task["title"],
+        args = {"task_id": step.task_id, "plan_id": self.plan_id, "title": task.title,
                 "output": output, "args": dict(step.args)}
         errors = self.dispatcher.submit_many(
-            [Submission(qa_job, task["qa"], args, self.config.qa_timeout)])
+            [Submission(qa_job, task.qa or "", args, self.config.qa_timeout)])
         exc = errors.get(qa_job)
         if exc is not None and exc.permanent:
-            self._failed(step, outcomes.Outcome("error", "qa", f"the quality check {task['qa']} "
+            self._failed(step, outcomes.Outcome("error", "qa", f"the quality check {task.qa} "
                                                 f"could not run: {exc}"), None)
-            self._failed_submit = True
 
     def _timeout(self, task_id: str, step: models.Step | None = None) -> float:
         if step is not None and step.timeout:
             return float(step.timeout)
-        return float(self.tasks[task_id].get("timeout") or self.config.step_timeout)
+        return float(self.tasks[task_id].timeout or self.config.step_timeout)
 
     def _failed(self, step: models.Step, outcome: outcomes.Outcome, link: str | None) -> None:
         """Act on a failed attempt by its class: retry (with feedback, a longer timeout or the
@@ -220,8 +246,7 @@ class Build:
             "attempt": step.attempt, "error_type": kind, "error": error[:2000],
             "result": outcome.value}]
         nxt = NextAttempt(extra={"feedback": feedback})
-        max_attempts = (self.tasks[step.task_id].get("max_attempts")
-                        or self.policy["max_attempts"])
+        max_attempts = self.tasks[step.task_id].max_attempts or self.policy["max_attempts"]
         decision = retry.decide(step.tries, max_attempts=max_attempts,
                                 base=self.policy["retry_base"], cap=self.policy["retry_cap"])
         question = None
@@ -265,13 +290,14 @@ class Build:
     def _next_solver(self, step: models.Step) -> tuple[str, str] | None:
         """The solver after this step's one in the task's fallback list (a task naming one
         solver falls back along the task file's ``solvers`` order), and its script."""
-        chain: list[str] = list(self.tasks[step.task_id]["solver"] or [])
+        chain: list[str] = list(self.tasks[step.task_id].solver or [])
         if len(chain) <= 1:
             chain = self.solver_order or chain
         if step.solver not in chain or chain.index(step.solver) + 1 >= len(chain):
             return None
         nxt = chain[chain.index(step.solver) + 1]
-        script = (self.solvers.get(nxt) or {}).get("script") or self.tasks[step.task_id]["script"]
+        spec = self.solvers.get(nxt)
+        script = (spec.script if spec else None) or self.tasks[step.task_id].script
         return nxt, script
 
     def _stuck(self, steps: Mapping[str, models.Step]) -> bool:
@@ -293,8 +319,8 @@ class Build:
         return out
 
     def _block(self) -> models.PlanStatus:
-        """Only steps waiting for a person are left: the plan waits, and the worker is free."""
-        if self.store.plans.block(self.plan_id, self.worker):
+        """Only steps waiting for a person are left: the plan waits for a decision."""
+        if self.store.plans.block(self.plan_id):
             self.log.info("build_blocked", action="build")
             return models.PlanStatus.BLOCKED
         return self._lost()
@@ -328,76 +354,6 @@ class Build:
             self.log.info("steps_skipped", action="build", cause=cause, tasks=skipped)
         return True
 
-    def _dispatch(self, steps: dict[str, models.Step]) -> int:
-        """Start ready tasks; ``steps`` is updated with the ones started."""
-        running = [s for s in steps.values() if s.active]
-        free = self.m - len(running)
-        if free <= 0 or any(not self.tasks[s.task_id]["parallel"] for s in running):
-            return 0
-        busy: dict[str, int] = {}
-        for s in running:
-            if s.solver:
-                busy[s.solver] = busy.get(s.solver, 0) + 1
-        now = dt.datetime.now(dt.UTC)
-        started: list[tuple[models.Step, uuid.UUID]] = []
-        for t in self.order:  # the plan's priority order: the same policy as its schedule
-            if free <= 0:
-                break
-            step = steps[t]
-            if step.status is not S.PENDING or (step.not_before and step.not_before > now):
-                continue
-            if not all(_done(steps[d]) for d in self.tasks[t]["depends_on"]):
-                continue
-            if not self.tasks[t]["parallel"]:
-                if running or started:
-                    break  # it runs alone: hold the rest back until it can
-                if self.breakers.allows(step.script) and (job := self._claim(steps, step)):
-                    started.append((step, job))
-                break
-            solver = step.solver
-            if solver in self.caps and busy.get(solver, 0) >= self.caps[solver]:
-                continue
-            if not self.breakers.allows(step.script):
-                continue  # its script's circuit is open: the step waits
-            if job := self._claim(steps, step):
-                started.append((step, job))
-                free -= 1
-                if solver:
-                    busy[solver] = busy.get(solver, 0) + 1
-        self._submit(started)
-        return len(started)
-
-    def _claim(self, steps: dict[str, models.Step], step: models.Step) -> uuid.UUID | None:
-        """pending -> dispatched under a new job id, written down before any request."""
-        job_id = uuid.uuid4()
-        if not self.store.steps.dispatch(step.id, job_id):
-            return None  # someone else moved it
-        steps[step.task_id] = dataclasses.replace(
-            step, status=S.DISPATCHED, windmill_job_id=job_id,
-            started_at=dt.datetime.now(dt.UTC))
-        return job_id
-
-    def _submit(self, jobs: list[tuple[models.Step, uuid.UUID]]) -> None:
-        if not jobs:
-            return
-        errors = self.dispatcher.submit_many([
-            Submission(job_id, step.script, dict(step.args), self._timeout(step.task_id, step))
-            for step, job_id in jobs])
-        for step, job_id in jobs:
-            exc = errors.get(job_id)
-            if exc is None:
-                self.log.debug("step_dispatched", action="build", task_id=step.task_id,
-                               step_id=step.id, attempt=step.attempt, job_id=str(job_id))
-            elif exc.permanent:
-                self.breakers.failed(step.script, str(exc), misconfigured=exc.misconfigured)
-                self.store.steps.finish(step.id, S.FAILED, error=str(exc))
-                self._failed_submit = True
-                self.log.error("step_dispatch_failed", action="build", task_id=step.task_id,
-                               error=str(exc))
-            else:  # stays dispatched; submitted again (same id) once the dispatcher says so
-                self.log.warning("step_submit_retry", action="build", task_id=step.task_id,
-                                 error=str(exc))
-
     # -- endings ---------------------------------------------------------------------------
 
     def _finish(self, steps: Mapping[str, models.Step]) -> models.PlanStatus:
@@ -422,25 +378,11 @@ class Build:
             failed = sorted(t for t, s in steps.items() if s.status is S.FAILED)
             skipped = sorted(t for t, s in steps.items() if s.status is S.SKIPPED and not _done(s))
             error = f"{len(failed)} failed ({', '.join(failed[:10])}), {len(skipped)} skipped"
-        self.store.plans.finish(self.plan_id, self.worker, built=built, build=build, error=error)
+        if not self.store.plans.finish(self.plan_id, built=built, build=build, error=error):
+            return self._lost()
         status = models.PlanStatus.BUILT if built else models.PlanStatus.FAILED
         self.log.info("build_finished", action="build", status=status, **build)
         return status
-
-    def _drain(self) -> models.PlanStatus:
-        """Paused: start nothing new, follow the running steps to their end, then leave."""
-        self.log.info("build_pausing", action="build")
-        while True:
-            steps = self.store.steps.latest(self.plan_id)
-            if not any(s.active for s in steps.values()):
-                break
-            self._collect(steps)
-            status = self.store.plans.status(self.plan_id)
-            if status is not models.PlanStatus.PAUSED:
-                return self._lost() if status is models.PlanStatus.CANCELLED else status
-            time.sleep(max(self.config.build_poll, 0.2))
-        self.log.info("build_paused", action="build")
-        return models.PlanStatus.PAUSED
 
     def _hand_back(self) -> models.PlanStatus:
         """The worker is stopping: the plan goes back to the queue for the next worker, which
@@ -451,9 +393,9 @@ class Build:
         return self._lost()
 
     def _lost(self) -> models.PlanStatus:
+        """The plan is no longer building: cancelled (its running jobs are cancelled), or
+        moved on by someone else."""
         status = self.store.plans.status(self.plan_id)
-        if status is models.PlanStatus.PAUSED:
-            return self._drain()
         if status is models.PlanStatus.CANCELLED:
             steps = self.store.steps.latest(self.plan_id)
             for s in steps.values():
@@ -462,7 +404,7 @@ class Build:
                     self.store.steps.finish(s.id, S.CANCELLED, error="plan cancelled")
             self.store.steps.cancel_pending(self.plan_id, "plan cancelled")
             self.log.info("build_cancelled", action="build")
-        else:
+        elif status is not models.PlanStatus.PAUSED:
             self.log.warning("build_lost", action="build", status=status)
         return status
 

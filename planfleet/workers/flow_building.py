@@ -146,7 +146,7 @@ class FlowBuild(Build):
         pending = [t for t, s in self.store.steps.latest(self.plan_id).items()
                    if s.status is S.PENDING]
         self.store.steps.skip(self.plan_id, pending, error)
-        self.store.plans.finish(self.plan_id, self.worker, built=False, build={}, error=error)
+        self.store.plans.finish(self.plan_id, built=False, build={}, error=error)
         return models.PlanStatus.FAILED
 
     def _lost(self, job_id: Any = None) -> models.PlanStatus:

@@ -7,20 +7,25 @@ every job it runs; the pool is rebuilt in a forked work horse (see
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import threading
 
 import rq
 import structlog
 
 from planfleet import logs, models
 from planfleet.config import Config
-from planfleet.dispatch import Dispatcher
+from planfleet.dispatch import Dispatcher, Locked
 from planfleet.dispatch.local import LocalDispatcher
 from planfleet.dispatch.windmill import WindmillDispatcher
 from planfleet.dispatch.windmill_api import WindmillClient
 from planfleet.exceptions import ConfigurationError
 from planfleet.runtime import Runtime, open_runtime
+from planfleet.workers import tracker as tracking
+from planfleet.workers.dispatching import Dispatching
+from planfleet.workers.tracker import Tracker
 
 log = structlog.get_logger(__name__)
 _runtime: Runtime | None = None
@@ -94,27 +99,82 @@ def plan_input(input_id: int) -> int | None:
 
 
 def build_plan(plan_id: int) -> str | None:
-    """RQ job: build plan ``plan_id``."""
-    from planfleet.workers.building import Build
-
+    """RQ job: a turn of plan ``plan_id`` (in flow mode: follow its flow run to the end)."""
     rt = runtime()
     worker = f"{socket.gethostname()}:{_job_id()}"
+    if rt.config.build_mode == "flow":
+        return _build_flow_job(rt, plan_id, worker)
+    from planfleet.workers import turns
+
+    try:
+        build = fleet()
+    except ConfigurationError as exc:
+        _misconfigured(rt, plan_id, str(exc))
+        return None
+    status = turns.take(rt, plan_id, build.dispatcher, build.dispatching, worker)
+    return None if status is None else str(status)
+
+
+def _misconfigured(rt: Runtime, plan_id: int, error: str) -> None:
+    rt.store.plans.start_turns(plan_id, 1, {})  # queued -> building, so that it can fail
+    rt.store.plans.finish(plan_id, built=False, build={}, error=error)
+    log.error("build_misconfigured", action="build", plan_id=plan_id, error=error)
+
+
+@dataclasses.dataclass
+class Fleet:
+    """What this process's turns and its tracker share: one dispatcher, its dispatch rounds."""
+
+    dispatcher: Dispatcher
+    dispatching: Dispatching
+    tracker: Tracker
+
+
+_fleet: Fleet | None = None
+
+
+def fleet() -> Fleet:
+    """This process's dispatcher, dispatch rounds and tracker (made on first use)."""
+    global _fleet
+    if _fleet is None:
+        rt = runtime()
+        dispatcher = Locked(make_dispatcher(rt.config))
+        wake = rt.queues.enqueue_builds
+        dispatching = Dispatching(rt.store, dispatcher, rt.config, wake)
+        _fleet = Fleet(dispatcher, dispatching,
+                       Tracker(rt.store, dispatcher, rt.config, dispatching, wake))
+    return _fleet
+
+
+def start_tracker(stop: threading.Event) -> threading.Thread | None:
+    """Run the fleet's tracker in a thread of this (build worker) process, or None when the
+    build mode has no steps to track."""
+    rt = runtime()
+    if rt.config.build_mode == "flow":
+        return None
+    try:
+        f = fleet()
+    except ConfigurationError as exc:
+        log.error("tracker_misconfigured", error=str(exc))
+        return None
+    thread = threading.Thread(
+        target=tracking.run, args=(f.tracker, rt.config.database_url, stop, rt.config.build_poll),
+        name="planfleet-tracker", daemon=True)
+    thread.start()
+    return thread
+
+
+def _build_flow_job(rt: Runtime, plan_id: int, worker: str) -> str | None:
     record = rt.store.plans.claim(plan_id, worker, rt.config.build_stale)
     if record is None:
         log.info("build_skipped", action="build", plan_id=plan_id, reason="not queued")
         return None
     try:
-        if rt.config.build_mode == "flow":
-            return _build_flow(rt, record, worker)
-        dispatcher = make_dispatcher(rt.config)
+        return _build_flow(rt, record, worker)
     except ConfigurationError as exc:
-        rt.store.plans.finish(plan_id, worker, built=False, build={}, error=str(exc))
+        rt.store.plans.finish(plan_id, built=False, build={}, error=str(exc))
         log.error("build_misconfigured", action="build", plan_id=plan_id, error=str(exc))
         return None
-    try:
-        return _after(rt, plan_id, Build(rt.store, dispatcher, rt.config, record, worker).run())
-    finally:
-        dispatcher.close()
 
 
 def _after(rt: Runtime, plan_id: int, status: models.PlanStatus) -> str:

@@ -70,7 +70,8 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
             task_list, max_parallel=task_list.max_parallel or settings.max_parallel
         )
     except planner.PlanningError as exc:
-        rt.store.inputs.fail(input_id, str(exc), [p.to_dict() for p in exc.problems], job_id)
+        rt.store.inputs.fail(input_id, str(exc), [p.to_dict() for p in exc.problems], job_id,
+                             warnings=[w.to_dict() for w in exc.warnings])
         bound.warning("plan_failed", action="plan", error=str(exc)[:500],
                       problems=len(exc.problems))
         return None
@@ -80,10 +81,12 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
     ).hexdigest()
     queue = settings.auto_build
     plan_id = rt.store.plans.create_from_input(
-        input_id, document, plan.summary(), digest, queue=queue, job=job_id
+        input_id, document, plan.summary(), digest, queue=queue, job=job_id,
+        warnings=plan.warnings,
     )
     bound.info("plan_created", action="plan", plan_id=plan_id, tasks=plan.task_count,
-               makespan=plan.makespan, lower_bound=plan.lower_bound, queued=queue)
+               makespan=plan.makespan, lower_bound=plan.lower_bound, queued=queue,
+               warnings=len(plan.warnings))
     if queue:
         # committed first: a failed enqueue leaves the plan `queued` for the reconciler
         rt.queues.enqueue_builds([plan_id])

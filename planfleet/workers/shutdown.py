@@ -18,3 +18,8 @@ def install() -> None:
 
 def requested() -> bool:
     return _requested.is_set()
+
+
+def request() -> None:
+    """Ask for the hand-back in this very process."""
+    _requested.set()

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import Any
 
 import redis
 import rq
 import structlog
+from rq.defaults import DEFAULT_WORKER_TTL
+from rq.job import Job
+from rq.worker import WorkerStatus
 
 from planfleet.backoff import Backoff
 from planfleet.workers import jobs, shutdown
@@ -97,3 +101,39 @@ class Worker(rq.Worker):
         except redis.exceptions.RedisError:
             pass
         log.info("redis_back", worker=self.name)
+
+
+class BuildWorker(Worker):
+    """The build worker: runs plans' turns in its own process (a turn is short, so no work
+    horse is forked for it, as rq's ``SimpleWorker``), and the fleet's tracker in a thread
+    (one build worker of the fleet tracks at a time).
+
+        rq worker build_queue --worker-class planfleet.workers.worker.BuildWorker --serializer json
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tracking = threading.Event()
+        self._tracker: threading.Thread | None = None
+
+    def execute_job(self, job: Job, queue: rq.Queue) -> None:
+        self.prepare_execution(job)
+        self.perform_job(job, queue)
+        self.set_state(WorkerStatus.IDLE)
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        if job.timeout == -1:
+            return DEFAULT_WORKER_TTL
+        return int(job.timeout or DEFAULT_WORKER_TTL) + 60
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        shutdown.request()  # a flow build in this very process hands its plan back
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        if self._tracker is None and not kwargs.get("burst"):
+            self._tracker = jobs.start_tracker(self._tracking)
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self._tracking.set()

@@ -81,3 +81,42 @@ def test_a_wrong_token_or_project_fails_with_the_reason_and_writes_nothing(
              "--to", str(tmp_path))
     assert r.returncode == 4 and "cannot reach YouTrack" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_another_estimate_field_custom_priorities_and_name_only_link_types(
+        tmp_path: Path) -> None:
+    first, second = issue("SAM-1", "Schema", minutes=None), issue("SAM-2", "Login", minutes=None)
+    first["customFields"] += [{"$type": "PeriodIssueCustomField", "name": "Time spent est",
+                               "value": {"$type": "PeriodValue", "minutes": None,
+                                         "presentation": "1d 2h"}}]
+    second["customFields"][0]["value"]["name"] = "Nice to have"
+    # as real answers often have it: the link type by name only, the link under trimmedIssues
+    first["links"] = [{"$type": "IssueLink", "direction": "OUTWARD",
+                       "linkType": {"$type": "IssueLinkType", "name": "Depend"},
+                       "trimmedIssues": [{"$type": "Issue", "idReadable": "SAM-2",
+                                          "resolved": None}]}]
+    fake = FakeYouTrack([first, second])
+    try:
+        bad = pull("--url", fake.url, "--token", fake.token, "--project", "SAM",
+                   "--to", str(tmp_path), "--priority", "Nice to have")
+        assert bad.returncode == 2 and "NAME=NUMBER" in bad.stderr
+        r = pull("--url", fake.url, "--token", fake.token, "--project", "SAM",
+                 "--to", str(tmp_path), "--estimate-field", "Time spent est",
+                 "--priority", "Nice to have=10")
+    finally:
+        fake.close()
+    assert r.returncode == 0, r.stderr
+    (written,) = tmp_path.iterdir()
+    p = subprocess.run([BIN, "plan", str(written), "--json"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    plan = json.loads(p.stdout)
+    assert plan["tasks"]["SAM-1"]["estimate"] == 600  # 1d 2h of 8-hour days
+    assert plan["tasks"]["SAM-2"]["priority"] == 10
+    assert plan["tasks"]["SAM-2"]["depends_on"] == ["SAM-1"]  # SAM-1 is required for SAM-2
+    assert [w["code"] for w in plan["warnings"]] == []
+    # without the options: the custom priority is a named error, not a silent default
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(json.loads(written.read_text())["issues"]))
+    p = subprocess.run([BIN, "plan", str(plain)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "unknown priority 'Nice to have'" in p.stderr

@@ -58,7 +58,8 @@ class Fleet:
     def worker(self, queue: str) -> subprocess.Popen[bytes]:
         return self.start(str(BIN / "rq"), "worker", queue, "--url", self.env["REDIS_URL"],
                           "--serializer", "json", "--with-scheduler",
-                          "--worker-class", "planfleet.workers.worker.Worker", name=queue)
+                          "--worker-class", "planfleet.workers.worker."
+                          + ("BuildWorker" if queue == "build_queue" else "Worker"), name=queue)
 
     def workers(self) -> None:
         self.worker("plan_queue")

@@ -248,7 +248,7 @@ def test_settings_read_and_change(client: TestClient, rt: Runtime) -> None:
     assert r.status_code == 200
     assert client.get("/api/settings").json() | {"updated_at": None} == {
         "auto_plan": False, "auto_build": True, "watch_dir": "/srv/in", "max_parallel": 4,
-        "updated_at": None}
+        "max_running": 1000, "updated_at": None}
     client.put("/api/settings", json={"watch_dir": ""}, headers=AUTH)
     assert rt.store.settings.get().watch_dir is None
     for bad in ({"max_parallel": 0}, {"auto_plan": "maybe"}, {"nope": 1},
@@ -296,6 +296,47 @@ def test_metrics_count_from_postgres_and_redis(client: TestClient, rt: Runtime) 
     assert 'planfleet_job_duration_seconds_count{type="step"} 0.0' in text
 
 
+def test_solvers_and_max_running_through_the_api_and_the_metrics(
+        client: TestClient, rt: Runtime) -> None:
+    assert client.put("/api/solvers/angrav", json={"capacity": 3}).status_code == 401
+    r = client.put("/api/solvers/angrav", json={"capacity": 3, "script": "f/a/solve"},
+                   headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() | {"updated_at": None} == {
+        "name": "angrav", "capacity": 3, "script": "f/a/solve", "busy": 0, "waiting": 0,
+        "updated_at": None}
+    assert client.put("/api/solvers/angrav", json={"capacity": -1},
+                      headers=AUTH).status_code == 422
+    assert [x["name"] for x in client.get("/api/solvers").json()] == ["angrav"]
+    text = client.get("/metrics").text
+    assert 'planfleet_solver_capacity{solver="angrav"} 3.0' in text
+    assert 'planfleet_solver_busy{solver="angrav"} 0.0' in text
+    assert 'planfleet_tasks_waiting{solver="angrav"} 0.0' in text
+    assert "planfleet_plans_building 0.0" in text
+    assert client.delete("/api/solvers/angrav", headers=AUTH).status_code == 200
+    assert client.delete("/api/solvers/angrav", headers=AUTH).status_code == 404
+    r = client.put("/api/settings", json={"max_running": 7}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["max_running"] == 7
+    assert rt.store.settings.get().max_running == 7
+
+
+def test_the_fleet_view_and_a_plan_say_what_waits_for_which_solver(
+        client: TestClient, rt: Runtime) -> None:
+    plan_id = make_plan(rt, client)
+    rt.store.fleet.set_solver("angrav", 0)
+    rt.store.plans.queue(plan_id)
+    assert rt.store.plans.start_turns(plan_id, 4, {})
+    rt.store.steps.create(plan_id, [{"task_id": "A", "script": "f/x", "solver": "angrav",
+                                     "args": {}}])
+    rt.store.steps.mark_ready([rt.store.steps.latest(plan_id)["A"].id])
+    page = client.get("/fleet").text
+    assert "angrav" in page and f'<a href="/plans/{plan_id}">{plan_id}</a>' in page
+    detail = client.get(f"/api/plans/{plan_id}").json()
+    assert detail["waiting_for_a_slot"] == {"A": "waiting for a free angrav slot: 0 of 0 busy"}
+    assert "waiting for a free angrav slot" in client.get(f"/plans/{plan_id}").text
+    assert client.get("/api/solvers").json()[0]["waiting"] == 1
+
+
 def test_openapi_schema_lists_the_seed_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/pending-inputs", "/api/pending-inputs/{input_id}/enqueue-plan",
@@ -324,7 +365,7 @@ def test_pause_resume_and_decide_through_the_api(client: TestClient, rt: Runtime
     rt.store.steps.dispatch(a.id, "21111111-2222-3333-4444-555555555555")
     rt.store.steps.finish(a.id, models.StepStatus.BLOCKED, error="which db?",
                           error_type="specification", question="Which database?")
-    assert rt.store.plans.block(plan_id, "w")
+    assert rt.store.plans.block(plan_id)
     d = client.get(f"/api/plans/{plan_id}").json()
     assert d["waiting_for_a_person"] == {"B": "A"}
     blocked = next(s for s in d["steps"] if s["task_id"] == "A")

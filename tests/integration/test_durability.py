@@ -130,7 +130,8 @@ def test_postgres_down_then_back_nothing_lost_nothing_twice(
         pg.close()
 
 
-def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(fleet: Fleet) -> None:
+def test_sigterm_stops_a_build_worker_at_once_and_the_next_worker_finishes_it(
+        fleet: Fleet) -> None:
     fleet.worker("plan_queue")
     build = fleet.worker("build_queue")
     input_id = fleet.submit(fleet.task_file(chain("T", 4, 1.0)))
@@ -141,12 +142,10 @@ def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(fleet: Fle
     started = time.monotonic()
     os.kill(build.pid, signal.SIGTERM)
     build.wait(30)
-    # Then it stopped within seconds, though the plan is far from built: it handed it back
+    # Then it stopped within seconds, though the plan is far from built: no worker holds a
+    # plan, the plan stays building and its running step's job goes on
     assert time.monotonic() - started < 10
-    assert fleet.store.plans.get(p.id).status in (models.PlanStatus.QUEUED,
-                                                  models.PlanStatus.BUILDING)
-    assert any(e.kind == "plan_status" and "building -> queued" in e.message
-               for e in fleet.store.events.list(plan_id=p.id))
+    assert fleet.store.plans.get(p.id).status is models.PlanStatus.BUILDING
     # And the next worker finishes it without running anything twice
     fleet.worker("build_queue")
     p = finished(fleet, p.id)

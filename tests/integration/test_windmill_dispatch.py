@@ -213,3 +213,26 @@ def test_many_jobs_are_tracked_with_few_requests(windmill: FakeWindmill) -> None
     status_requests = sum(v for k, v in dispatcher.client.requests.items()
                           if k in ("get_job", "list", "result_maybe", "clock"))
     assert status_requests / len(jobs) <= 2, dispatcher.client.requests
+
+
+@pytest.mark.parametrize("status", [404, 501])
+def test_an_older_windmill_without_listings_is_followed_job_by_job(status: int) -> None:
+    # Given a Windmill whose listing endpoints and db clock answer 404 (or 501)
+    old = FakeWindmill(scripts={"f/test/work"}, listing=status)
+    dispatcher = make(old, poll=0.05, check_after=30.0)
+    try:
+        jobs = [uuid.uuid4() for _ in range(10)]
+        errors = dispatcher.submit_many([
+            Submission(j, "f/test/work", {"task_id": f"o{i}", "sleep": 1.5}, 60)
+            for i, j in enumerate(jobs)])
+        assert not any(errors.values())
+        # Then every job's end is still seen, the listing is not asked again and again, and
+        # each job is looked up at a modest rate (doubling intervals from a second)
+        out = wait_done(dispatcher, jobs, timeout=30)
+    finally:
+        dispatcher.close()
+        old.close()
+    assert all(s.state is JobState.SUCCESS for s in out.values())
+    assert dispatcher.client.requests.get("list", 0) + dispatcher.client.requests.get(
+        "clock", 0) <= 1
+    assert dispatcher.client.requests["get_job"] / len(jobs) <= 3, dispatcher.client.requests

@@ -93,9 +93,10 @@ class Chaos:
             return [str(BIN / "planfleet"), "watch"]
         if kind == "reconciler":
             return [str(BIN / "planfleet"), "reconcile"]
-        queue = "plan_queue" if kind.startswith("plan") else "build_queue"
+        queue, cls = (("plan_queue", "Worker") if kind.startswith("plan")
+                      else ("build_queue", "BuildWorker"))
         return [str(BIN / "rq"), "worker", queue, "--url", self.redis.url, "--serializer",
-                "json", "--with-scheduler", "--worker-class", "planfleet.workers.worker.Worker"]
+                "json", "--with-scheduler", "--worker-class", f"planfleet.workers.worker.{cls}"]
 
     def start(self, kind: str) -> None:
         with open(self.dir / f"{kind}.log", "ab") as log:

@@ -110,8 +110,11 @@ class ScriptFailed(Exception):
 
 class FakeWindmill:
     def __init__(self, *, token: str = "secret", workspace: str = "planfleet",
-                 scripts: set[str] | None = None, workers: int = 4) -> None:
+                 scripts: set[str] | None = None, workers: int = 4,
+                 listing: int | None = None) -> None:
         self.token, self.workspace = token, workspace
+        #: an older server: the listing endpoints and the db clock answer this status
+        self.listing = listing
         self.scripts: set[str] = set(scripts or {"f/planner/solver_dispatch"})
         self.flows: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, Job] = {}
@@ -193,6 +196,9 @@ class FakeWindmill:
         if auth != f"Bearer {self.token}":
             return 401, "text/plain", b"Unauthorized: Could not authenticate with the token"
         path = req.path
+        if self.listing is not None and (path == "/api/jobs/db_clock"
+                                         or path.endswith("/jobs/list_filtered_uuids")):
+            return self.listing, "text/plain", b"Not Found"
         if path == "/api/jobs/db_clock":
             return _json(200, int(time.time() * 1000))
         m = re.fullmatch(r"/api/w/([^/]+)(/.*)", path)

@@ -1,0 +1,135 @@
+"""Starting steps across the fleet: one short transaction under the fleet's dispatch lock.
+
+Read every ready step of every building plan and what runs now, let
+:func:`planfleet.workers.sharing.choose` pick under the fleet's capacity, mark the chosen
+steps dispatched with fresh job ids (the slot is taken in that statement), commit, then submit
+the jobs. A worker that dies between the commit and the submission leaves steps dispatched
+with ids Windmill never saw: the tracker finds them unknown and their plan's turn submits them,
+under the same ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+
+from planfleet import models
+from planfleet.config import Config
+from planfleet.dispatch import Dispatcher, Submission
+from planfleet.schema.repositories import FleetLoad, Store
+from planfleet.workers import sharing
+from planfleet.workers.circuits import Breakers
+
+log = structlog.get_logger(__name__)
+
+
+def fleet_cap(config: Config, max_running: int) -> int:
+    """Steps that may run at once in the fleet: ``max_running``, and the local runner's
+    slots when steps run on this machine."""
+    if config.dispatch == "local":
+        return min(max_running, config.runner_slots)
+    return max_running
+
+
+def snapshot(load: FleetLoad, config: Config
+             ) -> tuple[list[sharing.Candidate], dict[int, sharing.PlanState], sharing.Fleet]:
+    """The plain data the sharing policy decides on."""
+    candidates = [
+        sharing.Candidate(step_id=r["id"], plan_id=r["plan_id"], task_id=r["task_id"],
+                          solver=r["solver"], priority=r["priority"], rank=r["rank"],
+                          waited=float(r["waited"] or 0.0), alone=r["alone"])
+        for r in load.ready]
+    active: dict[int, int] = {}
+    by_solver: dict[int, dict[str, int]] = {}
+    alone: set[int] = set()
+    busy: dict[str, int] = {}
+    for (plan_id, solver, is_alone), n in load.active.items():
+        active[plan_id] = active.get(plan_id, 0) + n
+        if solver is not None:
+            by_solver.setdefault(plan_id, {})[solver] = (
+                by_solver.get(plan_id, {}).get(solver, 0) + n)
+            busy[solver] = busy.get(solver, 0) + n
+        if is_alone:
+            alone.add(plan_id)
+    plans = {}
+    for plan_id, row in load.plans.items():
+        since = row["since_served"]
+        plans[plan_id] = sharing.PlanState(
+            max_parallel=row["max_parallel"] or 1,
+            since_served=float("inf") if since is None else float(since),
+            active=active.get(plan_id, 0), active_by_solver=by_solver.get(plan_id, {}),
+            alone_active=plan_id in alone, caps=dict(row["solver_caps"] or {}))
+    total = sum(active.values())
+    fleet = sharing.Fleet(free=fleet_cap(config, load.max_running) - total,
+                          caps=load.solver_caps, busy=busy)
+    return candidates, plans, fleet
+
+
+class Dispatching:
+    """The fleet's dispatch rounds, as one worker process runs them."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher, config: Config,
+                 wake: Callable[[Sequence[int]], Any]) -> None:
+        self.store, self.dispatcher, self.config = store, dispatcher, config
+        #: asks for turns of plans (a submission failed for good: the plan decides)
+        self.wake = wake
+        self.breakers = Breakers(store, set(), threshold=config.circuit_threshold,
+                                 cooldown=config.circuit_cooldown)
+
+    def round(self) -> int:
+        """Start what may start now; how many steps were started."""
+        scripts: dict[int, str] = {}
+
+        def choose(load: FleetLoad) -> list[tuple[int, uuid.UUID]]:
+            candidates, plans, fleet = snapshot(load, self.config)
+            if fleet.free <= 0:
+                return []
+            for r in load.ready:
+                scripts[r["id"]] = r["script"]
+            self.breakers.scripts = sorted(set(scripts.values()))
+            open_ = {s for s in self.breakers.scripts if not self.breakers.allows(s)}
+            if open_:  # its script's circuit is open: the step waits
+                candidates = [c for c in candidates if scripts[c.step_id] not in open_]
+            chosen = sharing.choose(candidates, plans, fleet, aging=self.config.aging)
+            return [(c.step_id, uuid.uuid4()) for c in chosen]
+
+        claimed = self.store.fleet.dispatch(choose)
+        if claimed:
+            self.submit(claimed)
+        return len(claimed)
+
+    def submit(self, claimed: Sequence[dict[str, Any]]) -> None:
+        errors = self.dispatcher.submit_many([
+            Submission(r["windmill_job_id"], r["script"], dict(r["args"]),
+                       float(r["timeout"] or self.config.step_timeout)) for r in claimed])
+        failed: set[int] = set()
+        for r in claimed:
+            exc = errors.get(r["windmill_job_id"])
+            bound = log.bind(plan_id=r["plan_id"], task_id=r["task_id"], step_id=r["id"])
+            if exc is None:
+                bound.debug("step_dispatched", action="build", attempt=r["attempt"],
+                            job_id=str(r["windmill_job_id"]))
+            elif exc.permanent:
+                self.breakers.failed(r["script"], str(exc), misconfigured=exc.misconfigured)
+                self.store.steps.finish(r["id"], models.StepStatus.FAILED, error=str(exc))
+                failed.add(r["plan_id"])
+                bound.error("step_dispatch_failed", action="build", error=str(exc))
+            else:  # stays dispatched; the tracker finds it unknown and its turn submits again
+                bound.warning("step_submit_retry", action="build", error=str(exc))
+        if failed:
+            self.wake(sorted(failed))
+
+
+def waiting_reasons(load: FleetLoad, config: Config, plan_id: int) -> dict[str, str]:
+    """Why each ready step of the plan has not started, in words."""
+    candidates, plans, fleet = snapshot(load, config)
+    holders: dict[str, set[int]] = {}
+    for (pid, solver, _), n in load.active.items():
+        if solver is not None and n:
+            holders.setdefault(solver, set()).add(pid)
+    return {c.task_id: sharing.waiting_reason(c, plans[c.plan_id], fleet,
+                                              {s: sorted(p) for s, p in holders.items()})
+            for c in candidates if c.plan_id == plan_id}

@@ -1,0 +1,68 @@
+"""Taking a plan's turns: the guarded loop around :meth:`planfleet.workers.building.Build.turn`.
+
+Whoever asks for a turn first leaves a wish on the plan, then tries the plan's turn lock. The
+holder of the lock takes turns while wishes come in; after it lets the lock go it looks once
+more, so a wish made while it was finishing is never lost. After its turns, the worker runs a
+dispatch round for the whole fleet (what the turn readied, or the slots it freed, go to the
+best waiting steps of any plan).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from planfleet import models
+from planfleet.dispatch import Dispatcher
+from planfleet.planner.plan import Plan
+from planfleet.runtime import Runtime
+from planfleet.workers.building import Build
+from planfleet.workers.dispatching import Dispatching
+
+log = structlog.get_logger(__name__)
+P = models.PlanStatus
+
+
+_cache: dict[tuple[int, str | None], Plan] = {}
+_CACHE_MAX = 4096
+
+
+def typed_plan(record: models.PlanRecord) -> Plan:
+    """The plan document, validated once per process (a plan's document never changes)."""
+    key = (record.id, record.digest)
+    plan = _cache.get(key)
+    if plan is None:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        plan = _cache[key] = Plan.model_validate(record.plan)
+    return plan
+
+
+def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatching,
+         worker: str) -> P | None:
+    """Take the plan's turns (or leave a wish for the turn that runs); the last status seen."""
+    plans = rt.store.plans
+    plans.want_turn(plan_id)
+    status: P | None = None
+    while True:
+        with plans.turn_lock(plan_id) as locked:
+            if not locked:
+                return status  # another turn runs: it goes round once more for our wish
+            while plans.take_turn_wish(plan_id):
+                status = _one(rt, plan_id, dispatcher, worker)
+        if not plans.wished(plan_id):
+            break
+    dispatching.round()
+    return status
+
+
+def _one(rt: Runtime, plan_id: int, dispatcher: Dispatcher, worker: str) -> P:
+    record = rt.store.plans.get(plan_id)
+    if record.status not in (P.QUEUED, P.BUILDING, P.PAUSED, P.CANCELLED) or record.plan is None:
+        return record.status  # nothing moves it now (a person decides, or it has ended)
+    build = Build(rt.store, dispatcher, rt.config, record, worker, typed_plan(record))
+    try:
+        if record.status is P.QUEUED and not build.start():
+            return rt.store.plans.status(plan_id)
+        return build.turn()
+    finally:
+        rt.store.plans.turned(plan_id)
