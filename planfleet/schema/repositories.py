@@ -413,7 +413,7 @@ class PlanRepository(_Guarded):
             row = cur.fetchone()
             assert row is not None
             _event(cur, "pruned", f"pruned {len(row['inputs'])} inputs, {len(row['plans'])} "
-                   f"plans, {row['events']} events older than {older_than:g} s",
+                   f"plans, {row['events']} events older than {durations.format_seconds(older_than)}",
                    data={"inputs": len(row["inputs"]), "plans": len(row["plans"]),
                          "events": row["events"]})
             return list(row["inputs"]), list(row["plans"]), int(row["events"])
