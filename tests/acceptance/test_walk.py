@@ -7,7 +7,6 @@ import fcntl
 import os
 import re
 import subprocess
-import tempfile
 import termios
 import threading
 from pathlib import Path
@@ -48,10 +47,10 @@ def test_the_walk_is_the_readme_s():
     assert len(blocks) >= 3 and all("planfleet" in b for b in blocks[1:])
 
 
-def test_the_readme_walk(redis_url):
+def test_the_readme_walk(redis_url, tmp_path):
     name = f"planfleet_walk_{os.getpid()}"
     database_url = _url_for(name)
-    home = Path(tempfile.mkdtemp(prefix="planfleet-walk-", dir="/tmp"))
+    home = tmp_path
     first, *walk = walk_blocks()
     # `make up` in the checkout, with the test's Postgres and Redis (the README: "unless
     # DATABASE_URL / REDIS_URL are set"), and its state and watched folder in a fresh place

@@ -21,7 +21,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,9 +46,9 @@ UV = CHECKOUT_BIN / "uv"
 
 
 @pytest.fixture(scope="module")
-def wheel_venv() -> Iterator[Path]:
-    """Build the wheel and install it in a fresh venv under /tmp (outside the checkout)."""
-    tmp = Path(tempfile.mkdtemp(prefix="planfleet-wheel-", dir="/tmp"))
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Build the wheel and install it in a fresh venv outside the checkout."""
+    tmp = tmp_path_factory.mktemp("wheel")
     env = user_env()
     started = time.monotonic()
     # uv (a test dependency) builds the sdist, the wheel from it, and installs the wheel with
@@ -65,7 +64,6 @@ def wheel_venv() -> Iterator[Path]:
     assert install.returncode == 0, install.stdout + install.stderr
     sys.stderr.write(f"wheel built and installed in {time.monotonic() - started:.1f} s\n")
     yield tmp / "venv" / "bin"
-    subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
 @pytest.fixture
@@ -97,8 +95,10 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: floa
 
 # -- planfleet up from the wheel --------------------------------------------------------------
 
-def test_the_wheel_runs_up_from_an_empty_directory(wheel_venv, fresh_database, redis_url):
-    cwd = Path(tempfile.mkdtemp(prefix="planfleet-empty-", dir="/tmp"))
+def test_the_wheel_runs_up_from_an_empty_directory(wheel_venv, fresh_database, redis_url,
+                                                    tmp_path):
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
     env = {**user_env(), "DATABASE_URL": fresh_database, "REDIS_URL": redis_url,
            "PLANFLEET_API_PORT": str(free_port()), "PLANFLEET_STABILITY_WINDOW": "0.2",
            "PLANFLEET_LOG_FORMAT": "json"}
@@ -169,10 +169,11 @@ def _env_file_keys() -> set[str]:
 class Host:
     """One machine of the recipe: a venv's bin folder, a working directory, the env file."""
 
-    def __init__(self, name: str, bin_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, bin_dir: Path, env: dict[str, str], base: Path) -> None:
         self.name = name
         self.bin = bin_dir
-        self.dir = Path(tempfile.mkdtemp(prefix=f"planfleet-{name}-", dir="/tmp"))
+        self.dir = base / name
+        self.dir.mkdir()
         self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -214,10 +215,11 @@ def _workers(redis_url: str) -> dict[int, str]:
 
 
 def test_a_second_host_runs_workers_against_the_same_services(
-        wheel_venv, database_url, redis_url, windmill: FakeWindmill) -> None:
+        wheel_venv, database_url, redis_url, windmill: FakeWindmill, tmp_path) -> None:
     token = "recipe-token"
     port = free_port()
-    watch = Path(tempfile.mkdtemp(prefix="planfleet-watch-", dir="/tmp"))
+    watch = tmp_path / "input"
+    watch.mkdir()
     values = {
         "DATABASE_URL": database_url, "REDIS_URL": redis_url,
         "PLANFLEET_DISPATCH": "windmill", "WINDMILL_URL": windmill.url,
@@ -235,8 +237,8 @@ def test_a_second_host_runs_workers_against_the_same_services(
     assert set(_units()) == {
         "planfleet-watcher.service", "planfleet-reconciler.service", "planfleet-api.service",
         "planfleet-plan-worker@.service", "planfleet-build-worker@.service"}
-    control = Host("control", CHECKOUT_BIN, env)
-    second = Host("workers", wheel_venv, env)
+    control = Host("control", CHECKOUT_BIN, env, tmp_path)
+    second = Host("workers", wheel_venv, env, tmp_path)
     try:
         for unit in ("planfleet-watcher.service", "planfleet-reconciler.service",
                      "planfleet-api.service"):
