@@ -19,6 +19,11 @@ from pydantic_settings import (
 
 from planfleet import defaults
 
+#: The Windmill assets shipped inside the package: scripts the local runner runs by default,
+#: with their metadata and ``wmill.yaml`` (``deploy/windmill`` in a checkout points here).
+SHIPPED_SCRIPTS = Path(__file__).resolve().parent / "windmill"
+#: The Procfile ``planfleet up`` runs when the working directory has none.
+SHIPPED_PROCFILE = Path(__file__).resolve().parent / "Procfile"
 
 def _env(name: str) -> AliasChoices:
     """Accept both the plain name (``DATABASE_URL``) and the prefixed one."""
@@ -71,10 +76,8 @@ class Config(BaseSettings):
     windmill_flow_folder: str = defaults.WINDMILL_FLOW_FOLDER
     circuit_threshold: int = Field(defaults.CIRCUIT_THRESHOLD, ge=1)
     circuit_cooldown: float = Field(defaults.CIRCUIT_COOLDOWN, ge=0)
-    #: Windmill-style scripts the local runner runs (deploy/windmill of the project)
-    scripts_dir: Path = Field(
-        default_factory=lambda: Path(__file__).resolve().parent.parent / "deploy" / "windmill"
-    )
+    #: Windmill-style scripts the local runner runs (the ones shipped in the package)
+    scripts_dir: Path = Field(default_factory=lambda: SHIPPED_SCRIPTS)
     step_max_attempts: int = Field(defaults.STEP_MAX_ATTEMPTS, ge=1)
     step_retry_base: float = Field(defaults.STEP_RETRY_BASE, ge=0)
     step_retry_cap: float = Field(defaults.STEP_RETRY_CAP, ge=0)

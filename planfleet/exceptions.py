@@ -7,8 +7,8 @@
     │   └── InvalidSetting
     ├── StoreError
     │   ├── DatabaseUnavailable
-    │   └── InvalidTransition
-    │       └── NotFound
+    │   ├── InvalidTransition
+    │   └── NotFound
     ├── QueueUnavailable
     └── PlanningError   (planner.errors: a task list that cannot be planned)
 """
@@ -43,7 +43,7 @@ class InvalidTransition(StoreError):
     """The record is not in a state that allows this change."""
 
 
-class NotFound(InvalidTransition):
+class NotFound(StoreError):
     """No such record."""
 
 

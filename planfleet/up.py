@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from planfleet import defaults, exceptions, supervisor
-from planfleet.config import Config
+from planfleet.config import SHIPPED_PROCFILE, Config
 from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis
 from planfleet.processes import alive, tagged, terminate
 from planfleet.schema import migrate
@@ -24,10 +25,9 @@ log = structlog.get_logger(__name__)
 
 
 def _procfile() -> Path:
+    """The working directory's Procfile (to run a fleet of your own), else the shipped one."""
     here = Path.cwd() / "Procfile"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parent.parent / "Procfile"
+    return here if here.exists() else SHIPPED_PROCFILE
 
 
 def _api_token(state: Path) -> str:
@@ -41,6 +41,16 @@ def _api_token(state: Path) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
         return token
+
+
+def write_env_file(path: Path, values: dict[str, str], bin_dir: Path) -> None:
+    """``path``: export lines a shell sources to talk to this fleet (mode 0600: the token)."""
+    lines = ["# written by `planfleet up`: `. THIS-FILE` points a shell at the fleet"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+    lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def _free_port(preferred: int) -> int:
@@ -115,6 +125,9 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        write_env_file(state / "env", {
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url, "WATCH_DIR": str(watch_dir),
+            "PLANFLEET_API_TOKEN": token, "PLANFLEET_API_URL": ui}, bin_dir)
         sys.stderr.write(
             "\nplanfleet is up\n"
             f"  drop task files into  {watch_dir}\n"
@@ -123,9 +136,10 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
             f"  DATABASE_URL={database_url}\n"
             f"  REDIS_URL={redis_url}\n"
             f"  state and logs in     {state}\n"
+            f"  in another shell      . {state / 'env'}   (these variables, and planfleet on PATH)\n"
             "  a process that dies is restarted; Ctrl-C stops everything.\n\n"
         )
-        fleet.run(stop)
+        fleet.run(stop)  # returns once a stop was asked for (Ctrl-C, SIGTERM): exit 0
         return 0
     except (exceptions.PlanfleetError, ValueError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -43,7 +43,6 @@ def require_token(request: Request) -> None:
 Rt = Annotated[Runtime, Depends(runtime)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-Id = Annotated[int, Query(ge=1, le=2**63 - 1)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": s.Error, "description": "no such record"},
     409: {"model": s.Error, "description": "the record is not in a state that allows it"},

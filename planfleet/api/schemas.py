@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from planfleet import models
 from planfleet.api import redact
@@ -52,6 +52,20 @@ class PlanOut(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def makespan_minutes(self) -> float | None:
+        """The planned makespan (``summary.makespan``), in minutes."""
+        value = self.summary.get("makespan")
+        return float(value) if isinstance(value, int | float) else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lower_bound_minutes(self) -> float | None:
+        """No schedule can be shorter (``summary.lower_bound``), in minutes."""
+        value = self.summary.get("lower_bound")
+        return float(value) if isinstance(value, int | float) else None
+
 
 class EventOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -94,7 +108,8 @@ class StepOut(BaseModel):
     not_before: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
-    seconds: float | None
+    #: from dispatch to the recorded end
+    duration_seconds: float | None
     #: the job's page (Windmill's UI, or the local runner's log file)
     link: str | None
     error_type: str | None = None
@@ -111,7 +126,7 @@ class StepOut(BaseModel):
                    tries=s.tries, job_id=str(s.windmill_job_id) if s.windmill_job_id else None,
                    script=s.script, solver=s.solver, args=s.args, result=s.result,
                    error=s.error, not_before=s.not_before, started_at=s.started_at,
-                   finished_at=s.finished_at, seconds=seconds, link=link,
+                   finished_at=s.finished_at, duration_seconds=seconds, link=link,
                    error_type=s.error_type, question=s.question, decision=s.decision)
 
 

@@ -12,13 +12,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from planfleet import models, queues
+from planfleet import durations, models, queues
 from planfleet.api import charts, redact, routes, security
 from planfleet.runtime import Runtime
 from planfleet.workers.dispatching import waiting_reasons
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["paths"] = redact.paths
+# every duration a page shows is in the one format (planfleet.durations)
+templates.env.filters["minutes"] = durations.format_minutes
+templates.env.filters["seconds"] = durations.format_seconds
 pages = APIRouter(include_in_schema=False)
 
 INPUT_ACTIONS = {

@@ -28,6 +28,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from planfleet import confine, defaults, exceptions, models
+from planfleet.backoff import Backoff
 from planfleet.config import Config
 from planfleet.queues import Queues
 from planfleet.schema.repositories import FileVersion, Store
@@ -130,25 +131,26 @@ class Watcher:
 
     def run(self, stop: threading.Event) -> None:
         """Watch until ``stop`` is set. Faults are logged and retried, never fatal."""
-        backoff = self.config.watch_tick
+        waits = Backoff(first=0.5, cap=10.0)
         try:
             while not stop.is_set():
+                wait = self.config.watch_tick
                 try:
                     if self._observer is None:
                         self.start()  # at first, and again after the folder went away
                     self.step()
-                    backoff = self.config.watch_tick
+                    waits.reset()
                 except (exceptions.DatabaseUnavailable, exceptions.StoreError) as exc:
-                    backoff = min(max(backoff * 2, 0.5), 10.0)
-                    log.warning("watcher_backoff", action="watch", error=str(exc), wait=backoff)
+                    wait = waits.next()
+                    log.warning("watcher_backoff", action="watch", error=str(exc), wait=wait)
                 except OSError as exc:
                     # the watch dir vanished (or was replaced) under the watcher: watch anew
                     self._stop_observer()
                     self._root = None
-                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    wait = waits.next()
                     log.warning("watch_dir_unavailable", action="watch", error=str(exc),
-                                wait=backoff)
-                stop.wait(backoff)
+                                wait=wait)
+                stop.wait(wait)
         finally:
             self.stop()
 
