@@ -57,7 +57,7 @@ def main() -> int:
             for kind in ("uniform", "exponential", "bimodal"):
                 for seed in range(args.seeds):
                     tl = gen.random_task_list(n, seed * 1000 + n, shape, kind)
-                    g = graph.build(tl)
+                    g = graph.validate(tl)
                     for m in ms:
                         inst, _ = _instance(tl, g, m, {})
                         blevel, _ = sch.levels(inst, g.topo)

@@ -7,15 +7,18 @@ import json
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planfleet import actions, exceptions, logs, models
+from planfleet import actions, confine, durations, exceptions, logs, models
+from planfleet.backoff import Backoff
 from planfleet.config import Config
 
 #: Exit codes.
@@ -25,15 +28,24 @@ RET_INVALID = 2  # bad input (a task list, an argument)
 RET_CONFLICT = 3  # the record is not in a state that allows the action
 RET_UNAVAILABLE = 4  # Postgres or Redis did not answer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-settings_app = typer.Typer(help="Show or change the operator settings (the settings row).")
+#: Help text as plain text, laid out by click (typer's rich panels showed each option's type,
+#: ``--help <bool>`` included, and kept the docstrings' line breaks).
+PLAIN: dict[str, Any] = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, **PLAIN,
+    help="planfleet: task-list files in, dependency-aware plans out, built by Windmill-style "
+         "scripts. Every option also reads a PLANFLEET_* variable.",
+)
+settings_app = typer.Typer(help="Show or change the operator settings (the settings row).",
+                           **PLAIN)
 app.add_typer(settings_app, name="settings")
-pull_app = typer.Typer(no_args_is_help=True,
+pull_app = typer.Typer(no_args_is_help=True, **PLAIN,
                        help="Write a task file from an issue tracker into the watch dir.")
 app.add_typer(pull_app, name="pull")
-solvers_app = typer.Typer(help="The fleet's solvers: capacity shared by every plan.")
+solvers_app = typer.Typer(help="The fleet's solvers: capacity shared by every plan.", **PLAIN)
 app.add_typer(solvers_app, name="solvers")
-windmill_app = typer.Typer(no_args_is_help=True, help="Windmill assets.")
+windmill_app = typer.Typer(no_args_is_help=True, help="Windmill assets.", **PLAIN)
 app.add_typer(windmill_app, name="windmill")
 
 out = Console(highlight=False)
@@ -67,6 +79,31 @@ def _parse_bool(value: str) -> bool:
     if v in _FALSE:
         return False
     raise _fail(f"expected on/off, got {value!r}", RET_INVALID)
+
+
+_T = TypeVar("_T")
+
+_WAIT_HELP = "Wait up to this many seconds for a match (a file is recorded once it is stable)."
+
+
+def _poll(fetch: Callable[[], _T], done: Callable[[_T], bool], wait: float) -> tuple[_T, bool]:
+    """``fetch()`` until ``done`` says yes or ``wait`` seconds passed; the last value and
+    whether it was done."""
+    deadline = time.monotonic() + wait
+    waits = Backoff(first=0.05, cap=0.5)
+    while True:
+        value = fetch()
+        if done(value):
+            return value, True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return value, False
+        time.sleep(min(waits.next(), left))
+
+
+def _waited_in_vain(what: str, wait: float) -> typer.Exit:
+    err.print(f"{what} after {wait:g} s", markup=False)
+    return typer.Exit(RET_ERROR)
 
 
 def _print_settings(s: models.Settings, watch_dir_default: Path) -> None:
@@ -132,7 +169,11 @@ def settings_set(
         changes[name.value] = n
     else:
         changes["set_watch_dir"] = True
-        changes["watch_dir"] = str(Path(value).expanduser().resolve()) if value else None
+        try:
+            changes["watch_dir"] = str(confine.watch_dir(
+                value, confine.watch_root(rt.config))) if value else None
+        except exceptions.InvalidSetting as exc:
+            raise _fail(str(exc), RET_INVALID) from None
     _print_settings(rt.store.settings.update(**changes), rt.config.watch_dir)
 
 
@@ -160,26 +201,21 @@ def inputs(
     status: Annotated[models.InputStatus | None, typer.Option(help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    wait: Annotated[float, typer.Option(min=0, help=_WAIT_HELP)] = 0,
 ) -> None:
     """List recorded inputs, newest first."""
     rt = _runtime()
-    rows = rt.store.inputs.list(status=status, limit=limit)
+    rows, found = _poll(lambda: rt.store.inputs.list(status=status, limit=limit), bool, wait)
     if as_json:
+        # one JSON object a line, unwrapped (rich would indent and wrap it)
         for r in rows:
-            out.print_json(
-                json.dumps(
-                    {
-                        "id": r.id,
-                        "filename": r.filename,
-                        "status": r.status,
-                        "size": r.size,
-                        "digest": r.digest,
-                        "error": r.error,
-                        "warnings": r.warnings,
-                        "created_at": r.created_at.isoformat(),
-                    }
-                )
-            )
+            sys.stdout.write(json.dumps({
+                "id": r.id, "filename": r.filename, "status": r.status, "size": r.size,
+                "digest": r.digest, "error": r.error, "warnings": r.warnings,
+                "created_at": r.created_at.isoformat(),
+            }) + "\n")
+        if wait and not found:
+            raise _waited_in_vain("no input" + (f" {status}" if status else ""), wait)
         return
     table = Table("id", "file", "status", "size", "created", "warnings", "error")
     for r in rows:
@@ -193,6 +229,8 @@ def inputs(
             (r.error or "")[:80],
         )
     out.print(table)
+    if wait and not found:
+        raise _waited_in_vain("no input" + (f" {status}" if status else ""), wait)
 
 
 @app.command("input")
@@ -239,8 +277,8 @@ def _transition(ids: list[int], act: Any, done: str) -> None:
     for item in ids:
         try:
             act(item)
-        except exceptions.InvalidTransition as exc:
-            err.print(f"[red]refused:[/red] {exc}", markup=True)
+        except (exceptions.InvalidTransition, exceptions.NotFound) as exc:
+            err.print(f"[red]refused:[/red] {escape(str(exc))}", markup=True)
             code = RET_CONFLICT
             continue
         out.print(done.format(id=item))
@@ -332,57 +370,90 @@ def decide(
 def plans(
     status: Annotated[models.PlanStatus | None, typer.Option(help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    wait: Annotated[float, typer.Option(min=0, help=_WAIT_HELP)] = 0,
 ) -> None:
     """List plans, newest first."""
     rt = _runtime()
+    rows, found = _poll(lambda: rt.store.plans.list(status=status, limit=limit), bool, wait)
     table = Table("id", "input", "status", "tasks", "makespan", "created", "error")
-    for p in rt.store.plans.list(status=status, limit=limit):
+    for p in rows:
         table.add_row(str(p.id), str(p.pending_input_id or ""), str(p.status),
-                      str(p.summary.get("tasks", "")), f"{p.summary.get('makespan', 0):g}m",
+                      str(p.summary.get("tasks", "")),
+                      durations.format_minutes(p.summary.get("makespan", 0)),
                       p.created_at.strftime("%Y-%m-%d %H:%M:%S"), (p.error or "")[:60])
     out.print(table)
+    if wait and not found:
+        raise _waited_in_vain("no plan" + (f" {status}" if status else ""), wait)
 
 
 @app.command()
-def show(plan_id: Annotated[int, typer.Argument(help="Plan id.")]) -> None:
+def show(
+    plan_id: Annotated[int, typer.Argument(help="Plan id.")],
+    wait: Annotated[float, typer.Option(
+        min=0, help="Wait up to this many seconds for the plan to exist and stop moving "
+                    "(built, failed, cancelled, or waiting for a person).")] = 0,
+) -> None:
     """A plan's steps: states, attempts, timings."""
     rt = _runtime()
-    try:
-        p = rt.store.plans.get(plan_id)
-    except exceptions.NotFound as exc:
-        raise _fail(str(exc), RET_CONFLICT) from exc
+
+    def fetch() -> models.PlanRecord | None:
+        try:
+            return rt.store.plans.get(plan_id)
+        except exceptions.NotFound:
+            return None
+
+    found, settled = _poll(fetch, lambda p: p is not None and not p.status.moving, wait)
+    if found is None:
+        if wait:
+            raise _fail(f"plan {plan_id} not found after {wait:g} s", RET_ERROR)
+        raise _fail(f"plan {plan_id} does not exist", RET_CONFLICT)
+    p = found
     s = p.summary
     out.print(f"plan {p.id} ({p.status}) from input {p.pending_input_id}: {s.get('tasks')} tasks, "
-              f"makespan {s.get('makespan')}m (lower bound {s.get('lower_bound')}m)")
+              f"makespan {durations.format_minutes(s.get('makespan'))} (lower bound "
+              f"{durations.format_minutes(s.get('lower_bound'))})", markup=False)
     if p.error:
         out.print(f"error: {p.error}", markup=False)
-    table = Table("task", "attempt", "status", "started", "finished", "seconds", "error")
-    for st in rt.store.steps.all(plan_id):
+    # fits the terminal (80 columns too): the task id folds, the error gets what is left of
+    # the line and is cut with an ellipsis
+    steps = rt.store.steps.all(plan_id)
+    task_w = min(24, max([4, *(len(st.task_id) for st in steps)]))
+    fixed = task_w + len("try") + len("cancelled") + len("00:00:00") + len("10h59m")
+    table = Table(box=None, pad_edge=False)
+    table.add_column("task", overflow="fold", width=task_w)
+    table.add_column("try", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("error", overflow="ellipsis", no_wrap=True,
+                     max_width=max(10, out.width - fixed - 2 * 5 - 1))
+    for st in steps:
         secs = (st.finished_at - st.started_at).total_seconds() if (
             st.started_at and st.finished_at) else None
         table.add_row(st.task_id, str(st.attempt), str(st.status),
-                      st.started_at.strftime("%H:%M:%S.%f")[:-3] if st.started_at else "",
-                      st.finished_at.strftime("%H:%M:%S.%f")[:-3] if st.finished_at else "",
-                      f"{secs:.2f}" if secs is not None else "", (st.error or "")[:60])
+                      st.started_at.strftime("%H:%M:%S") if st.started_at else "",
+                      durations.format_seconds(secs), st.error or "")
     out.print(table)
     links = [(st.task_id, st.attempt, st.result.get("link")) for st in rt.store.steps.all(plan_id)
              if isinstance(st.result, dict) and st.result.get("link")]
+    # prose wraps at the terminal's width; a link stays whole on a line of its own (to copy)
     for task, attempt, link in links:
-        out.print(f"job {task}#{attempt}: {link}", markup=False, soft_wrap=True)
+        out.print(f"job {task}#{attempt}:", markup=False)
+        out.print(f"  {link}", markup=False, soft_wrap=True)
     for st in rt.store.steps.latest(plan_id).values():
         if st.status is models.StepStatus.BLOCKED:
             out.print(f"BLOCKED {st.task_id}: {st.question}  -> planfleet decide {plan_id} "
-                      f"{st.task_id} retry|skip|fail|answer --note …", markup=False,
-                      soft_wrap=True)
+                      f"{st.task_id} retry|skip|fail|answer --note …", markup=False)
     from planfleet.workers.dispatching import waiting_reasons
 
     for task, why in sorted(waiting_reasons(rt.store.fleet.load(), rt.config, plan_id).items()):
-        out.print(f"WAITING {task}: {why}", markup=False, soft_wrap=True)
+        out.print(f"WAITING {task}: {why}", markup=False)
     for c in rt.store.circuits.get(p.scripts).values():
         if c.state != "closed" or c.failures:
             out.print(f"circuit {c.script}: {c.state}, {c.failures} consecutive failures"
-                      + (f", last: {c.last_error[:120]}" if c.last_error else ""), markup=False,
-                      soft_wrap=True)
+                      + (f", last: {c.last_error[:120]}" if c.last_error else ""), markup=False)
+    if wait and not settled:
+        raise _waited_in_vain(f"plan {plan_id} still {p.status}", wait)
 
 
 @solvers_app.callback(invoke_without_command=True)
@@ -440,17 +511,13 @@ def reconcile(
     rec.run(rt, stop)
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def _duration(text: str) -> float:
-    """``30d``, ``12h``, ``90m``, ``45s`` or plain seconds."""
-    t = text.strip().lower()
-    unit = _UNITS.get(t[-1:], None)
+    """An age in wall-clock seconds: ``30d`` (a day is 24 h), ``12h``, ``90m``, ``45s``, or
+    plain seconds."""
     try:
-        value = float(t[:-1] if unit else t) * (unit or 1)
+        value = durations.parse_wall_seconds(text)
     except ValueError:
-        raise _fail(f"expected a duration like 30d, 12h, 90m or 45s, got {text!r}",
+        raise _fail(f"expected a duration like 30d (24 h each), 12h, 90m or 45s, got {text!r}",
                     RET_INVALID) from None
     if value <= 0:
         raise _fail("the duration must be positive", RET_INVALID)
@@ -459,7 +526,8 @@ def _duration(text: str) -> float:
 
 @app.command()
 def prune(
-    older_than: Annotated[str, typer.Option(help="Age: 30d, 12h, 90m, 45s.")] = "30d",
+    older_than: Annotated[str, typer.Option(
+        help="Age in wall-clock time: 30d (a day is 24 h), 12h, 90m, 45s.")] = "30d",
 ) -> None:
     """Delete finished inputs, plans, steps and events older than that, and their RQ jobs.
     Nothing that is still moving is touched."""
@@ -633,7 +701,7 @@ def api(
 @windmill_app.command("validate")
 def windmill_validate(
     directory: Annotated[Path | None, typer.Argument(
-        help="Assets folder (default: the project's deploy/windmill).")] = None,
+        help="Assets folder (default: the scripts shipped in the package).")] = None,
     tasks: Annotated[list[Path] | None, typer.Option(
         "--tasks", help="Task files whose scripts must exist there (repeatable).")] = None,
 ) -> None:

@@ -20,6 +20,11 @@ from pydantic_settings import (
 
 from planfleet import defaults, script_paths
 
+#: The Windmill assets shipped inside the package: scripts the local runner runs by default,
+#: with their metadata and ``wmill.yaml`` (``deploy/windmill`` in a checkout points here).
+SHIPPED_SCRIPTS = Path(__file__).resolve().parent / "windmill"
+#: The Procfile ``planfleet up`` runs when the working directory has none.
+SHIPPED_PROCFILE = Path(__file__).resolve().parent / "Procfile"
 
 def _env(name: str) -> AliasChoices:
     """Accept both the plain name (``DATABASE_URL``) and the prefixed one."""
@@ -42,6 +47,14 @@ class Config(BaseSettings):
     windmill_workspace: str = Field(
         defaults.WINDMILL_WORKSPACE, validation_alias=_env("WINDMILL_WORKSPACE"))
     api_token: str | None = Field(None, validation_alias=AliasChoices("PLANFLEET_API_TOKEN"))
+    #: a token Prometheus may send for /metrics only (the API token works there too)
+    metrics_token: str | None = Field(
+        None, validation_alias=AliasChoices("PLANFLEET_METRICS_TOKEN"))
+    #: ``watch_dir`` (the setting) must be this folder or one inside it; unset: the
+    #: working directory of the process
+    watch_root: Path | None = Field(None, validation_alias=AliasChoices("PLANFLEET_WATCH_ROOT"))
+    #: how many ``POST /api/plan`` requests plan at once (one more answers 429)
+    plan_concurrency: int = Field(defaults.PLAN_CONCURRENCY, ge=1)
 
     stability_window: float = Field(defaults.STABILITY_WINDOW, ge=0)
     max_file_bytes: int = Field(defaults.MAX_FILE_BYTES, gt=0)
@@ -64,10 +77,8 @@ class Config(BaseSettings):
     windmill_flow_folder: str = defaults.WINDMILL_FLOW_FOLDER
     circuit_threshold: int = Field(defaults.CIRCUIT_THRESHOLD, ge=1)
     circuit_cooldown: float = Field(defaults.CIRCUIT_COOLDOWN, ge=0)
-    #: Windmill-style scripts the local runner runs (deploy/windmill of the project)
-    scripts_dir: Path = Field(
-        default_factory=lambda: Path(__file__).resolve().parent.parent / "deploy" / "windmill"
-    )
+    #: Windmill-style scripts the local runner runs (the ones shipped in the package)
+    scripts_dir: Path = Field(default_factory=lambda: SHIPPED_SCRIPTS)
     #: the most a task file may set max_parallel to (the settings' default is clamped to it)
     max_parallel_limit: int = Field(defaults.MAX_PARALLEL_LIMIT, ge=1)
     #: the longest step timeout a task file may ask for, seconds

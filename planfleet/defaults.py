@@ -73,6 +73,15 @@ STATE_DIR = ".planfleet"
 API_HOST = "127.0.0.1"
 #: Port of the control plane.
 API_PORT = 8080
+#: ``planfleet up``: seconds before restarting a process that died (doubling with each quick
+#: death), at most RESTART_CAP; one that ran RESTART_HEALTHY_AFTER seconds starts over at base
+RESTART_BASE = 0.5
+RESTART_CAP = 30.0
+RESTART_HEALTHY_AFTER = 30.0
+#: ``planfleet up``: seconds its processes get to stop after SIGTERM before SIGKILL
+STOP_GRACE = 10.0
+#: ``POST /api/plan`` requests planned at once by one API process; more answer 429
+PLAN_CONCURRENCY = 2
 
 #: Windmill script a task runs when neither it nor its solver names one.
 DEFAULT_SCRIPT = "f/planner/solver_dispatch"

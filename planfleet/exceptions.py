@@ -4,10 +4,11 @@
 
     PlanfleetError
     ├── ConfigurationError
+    │   └── InvalidSetting
     ├── StoreError
     │   ├── DatabaseUnavailable
-    │   └── InvalidTransition
-    │       └── NotFound
+    │   ├── InvalidTransition
+    │   └── NotFound
     ├── QueueUnavailable
     └── PlanningError   (planner.errors: a task list that cannot be planned)
 """
@@ -26,6 +27,10 @@ class ConfigurationError(PlanfleetError):
     """The configuration is invalid."""
 
 
+class InvalidSetting(ConfigurationError):
+    """The setting's value is not allowed."""
+
+
 class StoreError(PlanfleetError):
     """The store could not complete the operation."""
 
@@ -38,7 +43,7 @@ class InvalidTransition(StoreError):
     """The record is not in a state that allows this change."""
 
 
-class NotFound(InvalidTransition):
+class NotFound(StoreError):
     """No such record."""
 
 

@@ -40,6 +40,12 @@ class PlanStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @property
+    def moving(self) -> bool:
+        """Queued or building: it goes on without anyone (every other status waits for a
+        person or is final)."""
+        return self in (PlanStatus.QUEUED, PlanStatus.BUILDING)
+
 
 class StepStatus(enum.StrEnum):
     PENDING = "pending"
@@ -78,10 +84,6 @@ class Settings:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
         return _from_row(cls, row)  # type: ignore[no-any-return]
-
-    def evolve(self, **changes: Any) -> Self:
-        return dataclasses.replace(self, **changes)
-
 
 @dataclasses.dataclass(frozen=True)
 class PendingInput:

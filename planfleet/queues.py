@@ -7,13 +7,15 @@ claims its row in Postgres with a guarded transition before acting.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import datetime as dt
+import socket
+from collections.abc import Callable, Sequence
 
 import redis
 import rq
 from rq.serializers import JSONSerializer
 
-from planfleet import defaults, exceptions
+from planfleet import defaults, exceptions, processes
 
 #: Dotted paths of the job functions, so enqueuers need not import the workers.
 PLAN_JOB = "planfleet.workers.jobs.plan_input"
@@ -90,10 +92,29 @@ class QueueStats:
     busy: int
 
 
+def live_workers(workers: Sequence[rq.Worker], hostname: str, alive: Callable[[int], bool],
+                 now: dt.datetime) -> list[rq.Worker]:
+    """The workers that still live: RQ keeps a killed worker's record until its TTL ends
+    (minutes). A worker of this machine whose process is gone is dead at once; another
+    machine's is dead when its heartbeat is older than its TTL."""
+    out = []
+    for w in workers:
+        if w.hostname == hostname and w.pid and not alive(w.pid):
+            continue
+        beat = w.last_heartbeat
+        if beat is not None:
+            beat = beat if beat.tzinfo else beat.replace(tzinfo=dt.UTC)
+            if (now - beat).total_seconds() > w.worker_ttl + 60:
+                continue
+        out.append(w)
+    return out
+
+
 def stats(queue: rq.Queue) -> QueueStats:
     """What RQ knows about ``queue``: waiting, started, failed and scheduled jobs, workers."""
     try:
-        workers = rq.Worker.all(queue=queue)
+        workers = live_workers(rq.Worker.all(queue=queue), socket.gethostname(),
+                               processes.alive, dt.datetime.now(dt.UTC))
         return QueueStats(
             name=queue.name, depth=queue.count,
             # cleanup=False: a registry's cleanup fails abandoned jobs, not a reader's business

@@ -1,31 +1,33 @@
-"""``planfleet up``: embedded services when needed, migrations, then the Procfile via honcho."""
+"""``planfleet up``: embedded services when needed, migrations, then the Procfile's processes,
+supervised (:mod:`planfleet.supervisor`: one that dies is restarted, the fleet goes on)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import socket
-import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import structlog
 
-from planfleet import defaults, exceptions
-from planfleet.config import Config
+from planfleet import defaults, exceptions, supervisor
+from planfleet.config import SHIPPED_PROCFILE, Config
 from planfleet.embedded import EmbeddedPostgres, EmbeddedRedis
 from planfleet.processes import alive, tagged, terminate
 from planfleet.schema import migrate
+from planfleet.schema.repositories import Store
 
 log = structlog.get_logger(__name__)
 
 
 def _procfile() -> Path:
+    """The working directory's Procfile (to run a fleet of your own), else the shipped one."""
     here = Path.cwd() / "Procfile"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parent.parent / "Procfile"
+    return here if here.exists() else SHIPPED_PROCFILE
 
 
 def _api_token(state: Path) -> str:
@@ -39,6 +41,16 @@ def _api_token(state: Path) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
         return token
+
+
+def write_env_file(path: Path, values: dict[str, str], bin_dir: Path) -> None:
+    """``path``: export lines a shell sources to talk to this fleet (mode 0600: the token)."""
+    lines = ["# written by `planfleet up`: `. THIS-FILE` points a shell at the fleet"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+    lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def _free_port(preferred: int) -> int:
@@ -77,14 +89,14 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
     pidfile = _claim_pidfile(state)
     leftovers = tagged(FLEET_TAG, str(state))
     if leftovers:
-        # a previous `up` died without stopping its processes (honcho starts each in a
+        # a previous `up` died without stopping its processes (each runs in a
         # session of its own, so they outlive it): stop them before starting anew
         log.warning("stopping_leftovers", action="up", pids=leftovers)
         terminate(leftovers)
     pg = EmbeddedPostgres(state) if "DATABASE_URL" not in os.environ else None
     rds = EmbeddedRedis(state) if "REDIS_URL" not in os.environ else None
     env = dict(os.environ)
-    honcho: subprocess.Popen[bytes] | None = None
+    store: Store | None = None
     try:
         database_url = pg.start() if pg else config.database_url
         redis_url = rds.start() if rds else config.redis_url
@@ -100,6 +112,22 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
         ui = f"http://{config.api_host}:{port}/"
         bin_dir = Path(sys.executable).parent
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        procs = supervisor.expand(supervisor.parse_procfile(_procfile().read_text()),
+                                  {"plan": plan_workers, "build": build_workers})
+        store = Store.from_url(database_url)
+        events = store.events
+
+        def record(kind: str, message: str, data: dict[str, object]) -> None:
+            events.add(kind, message, data=data)
+
+        fleet = supervisor.Supervisor(procs, env=env, cwd=Path.cwd(), fleet=str(state),
+                                      on_event=record)
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        write_env_file(state / "env", {
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url, "WATCH_DIR": str(watch_dir),
+            "PLANFLEET_API_TOKEN": token, "PLANFLEET_API_URL": ui}, bin_dir)
         sys.stderr.write(
             "\nplanfleet is up\n"
             f"  drop task files into  {watch_dir}\n"
@@ -108,25 +136,17 @@ def run(*, plan_workers: int = 1, build_workers: int = 1) -> int:
             f"  DATABASE_URL={database_url}\n"
             f"  REDIS_URL={redis_url}\n"
             f"  state and logs in     {state}\n"
-            "  Ctrl-C stops everything.\n\n"
+            f"  in another shell      . {state / 'env'}   (these variables, and planfleet on PATH)\n"
+            "  a process that dies is restarted; Ctrl-C stops everything.\n\n"
         )
-        concurrency = f"plan={plan_workers},build={build_workers}"
-        honcho = subprocess.Popen(
-            [str(bin_dir / "honcho"), "start", "-f", str(_procfile()), "-d", str(Path.cwd()),
-             "-c", concurrency],
-            env=env,
-        )
-        # Ctrl-C reaches honcho too (same process group); it stops its children, we wait
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGINT))
-        return honcho.wait()
-    except exceptions.PlanfleetError as exc:
+        fleet.run(stop)  # returns once a stop was asked for (Ctrl-C, SIGTERM): exit 0
+        return 0
+    except (exceptions.PlanfleetError, ValueError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     finally:
-        if honcho is not None and honcho.poll() is None:
-            honcho.terminate()
-            honcho.wait(timeout=30)
+        if store is not None:
+            store.close()
         if rds:
             rds.stop()
         if pg:

@@ -15,8 +15,8 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
 fi
 export PLANFLEET_TEST_DATABASE_URL="${PLANFLEET_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 export PLANFLEET_TEST_REDIS_URL="${PLANFLEET_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}"
-# the shipped Windmill assets must stay consistent (main vs .script.yaml, flows, schedules)
-.venv/bin/planfleet windmill validate deploy/windmill || exit 1
+# the Windmill assets shipped in the package must stay consistent (main vs .script.yaml, flows, schedules)
+.venv/bin/planfleet windmill validate planfleet/windmill || exit 1
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

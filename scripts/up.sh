@@ -4,4 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh embedded
-exec .venv/bin/planfleet up "$@"
+if [ -t 0 ]; then
+    # On a terminal, run `up` as a job of its own in the foreground: Ctrl-C then reaches it
+    # (and honcho) only, not make, which would otherwise die of the signal itself and report
+    # 130 after a clean stop. `up` exits 0 once everything it started has stopped.
+    set -m
+fi
+rc=0
+.venv/bin/planfleet up "$@" || rc=$?
+exit "$rc"

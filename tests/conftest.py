@@ -100,6 +100,18 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
+def stays(cond: Callable[[], object], duration: float, interval: float = 0.05) -> None:
+    """A negative assertion: ``cond`` holds now and for ``duration`` seconds more, checked
+    all along (it fails the moment it stops holding). ``duration`` must be longer than what
+    would have to happen for it to break (a stability window, a poll, a worker's turn)."""
+    deadline = time.monotonic() + duration
+    while True:
+        assert cond(), f"stopped holding: {cond}"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 # -- Windmill ---------------------------------------------------------------------------------
 
 WINDMILL_SPEC = Path(os.environ.get(

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from planfleet import models
+from planfleet.durations import format_minutes
 
 #: Most tasks drawn (a larger plan shows its first tasks by start time and says so).
 MAX_ROWS = 400
@@ -35,12 +36,12 @@ def gantt(doc: dict[str, Any], steps: Mapping[str, models.Step], width: int = 96
     critical = set(doc.get("critical_path") or [])
     out = [f'<svg class="gantt" role="img" viewBox="0 0 {width} {height}" width="{width}" '
            f'height="{height}" xmlns="http://www.w3.org/2000/svg">',
-           f'<title>Schedule: {len(order)} tasks over {span:g} minutes</title>']
+           f'<title>Schedule: {len(order)} tasks over {format_minutes(span)}</title>']
     for k in range(6):  # a time axis
         x = label_w + span * k / 5 * scale
         out.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 6}" '
                    'class="grid"/>')
-        out.append(f'<text x="{x:.1f}" y="{top - 10}" class="axis">{span * k / 5:g}m</text>')
+        out.append(f'<text x="{x:.1f}" y="{top - 10}" class="axis">{format_minutes(span * k / 5)}</text>')
     for i, task in enumerate(shown):
         slot = schedule[task]
         y = top + i * row_h
@@ -53,7 +54,7 @@ def gantt(doc: dict[str, Any], steps: Mapping[str, models.Step], width: int = 96
             f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" rx="3" '
             f'fill="{COLOURS.get(state, "#ccc")}" class="{cls}" data-task="{escape(task)}" '
             f'data-state="{state}"><title>{escape(task)}: {state}, '
-            f'{slot["start"]:g}-{slot["finish"]:g} min</title></rect>')
+            f'{format_minutes(slot["start"])}-{format_minutes(slot["finish"])}</title></rect>')
     if len(order) > len(shown):
         out.append(f'<text x="4" y="{height - 2}" class="axis">… and {len(order) - len(shown)} '
                    'more tasks</text>')

@@ -1,4 +1,5 @@
-"""The REST API under ``/api``. Reads are open; mutations need the API token (when one is set).
+"""The REST API under ``/api``. With an API token set every route needs it (checked for all of
+them by :class:`planfleet.api.security.Guard`); mutations say so in their OpenAPI entry.
 
 Wrong state -> 409 with the reason; unknown id -> 404; bad body or parameters -> 422;
 Postgres or Redis down -> 503.
@@ -6,21 +7,20 @@ Postgres or Redis down -> 503.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 
-from planfleet import actions, models, queues
+from planfleet import actions, confine, exceptions, models, queues
 from planfleet.api import charts
 from planfleet.api import schemas as s
 from planfleet.planner import plan_bytes
 from planfleet.runtime import Runtime
 from planfleet.workers.dispatching import waiting_reasons
-
-#: Largest task file the API takes (as the watcher's default limit).
-MAX_BODY = 16 * 1024 * 1024
 
 
 def runtime(request: Request) -> Runtime:
@@ -28,25 +28,21 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def require_token(request: Request,
-                  authorization: Annotated[str | None, Header()] = None) -> None:
-    """Mutations carry ``Authorization: Bearer $PLANFLEET_API_TOKEN`` when a token is set."""
-    token: str | None = request.app.state.token
-    if token is None:
+def require_token(request: Request) -> None:
+    """Mutations need the API token (a bearer header or the UI's session) when one is set.
+
+    The Guard has checked the request already; this states it where the route is declared.
+    """
+    if request.app.state.token is None:
         return
-    if not authorization:
+    if request.scope.get("state", {}).get("principal") not in ("bearer", "session"):
         raise HTTPException(401, "this action needs Authorization: Bearer <PLANFLEET_API_TOKEN>",
                             headers={"WWW-Authenticate": "Bearer"})
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip().encode(),
-                                                                 token.encode()):
-        raise HTTPException(403, "wrong API token")
 
 
 Rt = Annotated[Runtime, Depends(runtime)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-Id = Annotated[int, Query(ge=1, le=2**63 - 1)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": s.Error, "description": "no such record"},
     409: {"model": s.Error, "description": "the record is not in a state that allows it"},
@@ -105,9 +101,16 @@ def input_content(rt: Rt, input_id: int) -> Response:
     got = rt.store.inputs.get(_id(input_id), content=True)
     if got.content is None:
         raise HTTPException(404, f"input {input_id} has no stored content ({got.error})")
-    name = got.filename.replace('"', "").replace("\r", "").replace("\n", "")
     return Response(got.content, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                    headers={"Content-Disposition": content_disposition(got.filename)})
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment header for any file name (RFC 6266): an ASCII ``filename`` for old
+    clients and the exact name, UTF-8 and percent-encoded, as ``filename*``."""
+    plain = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in filename)
+    exact = quote(filename.encode("utf-8", "surrogateescape"), safe="")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}"
 
 
 @mutating.post("/pending-inputs/{input_id}/enqueue-plan", response_model=s.Done,
@@ -135,11 +138,25 @@ _TASK_FILE = {
     }}}
 
 
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request's body, read as it arrives and refused (413) as soon as it passes ``limit``
+    bytes: a huge body is never held in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the task file is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the task file is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, f"the task file is over {MAX_BODY} bytes")
-    return body
+    limit: int = request.app.state.max_body
+    return await read_capped(request, limit)
 
 
 @mutating.post("/inputs", response_model=s.Uploaded, status_code=201,
@@ -154,12 +171,25 @@ def upload(rt: Rt, filename: Annotated[str, Query(min_length=1, max_length=255,
 
 @api.post("/plan", openapi_extra=_TASK_FILE, responses={
     422: {"model": s.Invalid, "description": "the task list cannot be planned"},
-    413: {"model": s.Error}})
-def plan(content: Annotated[bytes, Depends(_body)],
-         filename: Annotated[str, Query(max_length=255)] = "tasks.yaml",
-         max_parallel: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Any:
-    """Plan a posted task list and return the plan; nothing is stored."""
-    return plan_bytes(content, filename, max_parallel=max_parallel).model_dump(mode="json")
+    413: {"model": s.Error}, 429: {"model": s.Error, "description": "planning at capacity"}})
+async def plan(request: Request,
+               filename: Annotated[str, Query(max_length=255)] = "tasks.yaml",
+               max_parallel: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Any:
+    """Plan a posted task list and return the plan; nothing is stored. At most
+    ``PLANFLEET_PLAN_CONCURRENCY`` requests plan at once; one more answers 429."""
+    gate = request.app.state.planning
+    if not gate.acquire(blocking=False):
+        raise HTTPException(429, "the API is planning as many task lists as it may at once; "
+                                 "try again shortly", headers={"Retry-After": "1"})
+    try:
+        content = await _body(request)
+        doc = await run_in_threadpool(plan_bytes, content, filename, max_parallel=max_parallel)
+        del content
+        # serialized once, by pydantic (a 100,000-task plan is ~60 MB of JSON: no dict copy)
+        body = await run_in_threadpool(doc.model_dump_json)
+        return Response(body, media_type="application/json")
+    finally:
+        gate.release()
 
 
 # -- plans -----------------------------------------------------------------------------------
@@ -268,12 +298,20 @@ def get_settings(rt: Rt) -> Any:
 
 @mutating.put("/settings", response_model=s.SettingsOut)
 def put_settings(rt: Rt, body: s.SettingsIn) -> Any:
-    """Change operator settings; every process sees the change within a second."""
+    """Change operator settings; every process sees the change within a second.
+    ``watch_dir`` must be an existing folder inside the watch root (PLANFLEET_WATCH_ROOT)."""
+    watch_dir = None
+    if body.watch_dir:
+        try:
+            watch_dir = str(confine.watch_dir(body.watch_dir, confine.watch_root(rt.config)))
+        except exceptions.InvalidSetting as exc:
+            raise RequestValidationError([{
+                "loc": ("body", "watch_dir"), "msg": str(exc), "type": "value_error",
+                "input": body.watch_dir}]) from None
     rt.store.settings.update(
         auto_plan=body.auto_plan, auto_build=body.auto_build, max_parallel=body.max_parallel,
         max_running=body.max_running,
-        watch_dir=(body.watch_dir or None) if body.watch_dir is not None else None,
-        set_watch_dir=body.watch_dir is not None)
+        watch_dir=watch_dir, set_watch_dir=body.watch_dir is not None)
     return rt.store.settings.get()
 
 

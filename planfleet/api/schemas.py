@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from planfleet import models
+from planfleet.api import redact
 
 T = TypeVar("T")
+#: an error text as clients see it: without the server's absolute paths
+ShownError = Annotated[str | None, AfterValidator(redact.paths)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -28,7 +31,7 @@ class InputOut(BaseModel):
     digest: str | None
     size: int
     status: models.InputStatus
-    error: str | None
+    error: ShownError
     #: what the planner read but did not plan, or read with a guess
     warnings: list[dict[str, Any]] = []
     attempts: int
@@ -42,12 +45,26 @@ class PlanOut(BaseModel):
     pending_input_id: int | None
     status: models.PlanStatus
     summary: dict[str, Any]
-    error: str | None
+    error: ShownError
     worker: str | None
     heartbeat_at: dt.datetime | None
     attempts: int
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def makespan_minutes(self) -> float | None:
+        """The planned makespan (``summary.makespan``), in minutes."""
+        value = self.summary.get("makespan")
+        return float(value) if isinstance(value, int | float) else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lower_bound_minutes(self) -> float | None:
+        """No schedule can be shorter (``summary.lower_bound``), in minutes."""
+        value = self.summary.get("lower_bound")
+        return float(value) if isinstance(value, int | float) else None
 
 
 class EventOut(BaseModel):
@@ -87,11 +104,12 @@ class StepOut(BaseModel):
     solver: str | None
     args: dict[str, Any]
     result: Any
-    error: str | None
+    error: ShownError
     not_before: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
-    seconds: float | None
+    #: from dispatch to the recorded end
+    duration_seconds: float | None
     #: the job's page (Windmill's UI, or the local runner's log file)
     link: str | None
     error_type: str | None = None
@@ -108,7 +126,7 @@ class StepOut(BaseModel):
                    tries=s.tries, job_id=str(s.windmill_job_id) if s.windmill_job_id else None,
                    script=s.script, solver=s.solver, args=s.args, result=s.result,
                    error=s.error, not_before=s.not_before, started_at=s.started_at,
-                   finished_at=s.finished_at, seconds=seconds, link=link,
+                   finished_at=s.finished_at, duration_seconds=seconds, link=link,
                    error_type=s.error_type, question=s.question, decision=s.decision)
 
 
@@ -118,7 +136,7 @@ class CircuitOut(BaseModel):
     state: str
     failures: int
     opened_at: dt.datetime | None
-    last_error: str | None
+    last_error: ShownError
 
 
 class PlanDetail(PlanOut):

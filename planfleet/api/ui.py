@@ -3,19 +3,25 @@ page's main part again every two seconds and sends the buttons' actions to the R
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from planfleet import models, queues
-from planfleet.api import charts, routes
+from planfleet import durations, models, queues
+from planfleet.api import charts, redact, routes, security
 from planfleet.runtime import Runtime
 from planfleet.workers.dispatching import waiting_reasons
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.filters["paths"] = redact.paths
+# every duration a page shows is in the one format (planfleet.durations)
+templates.env.filters["minutes"] = durations.format_minutes
+templates.env.filters["seconds"] = durations.format_seconds
 pages = APIRouter(include_in_schema=False)
 
 INPUT_ACTIONS = {
@@ -113,3 +119,40 @@ def fleet_page(request: Request) -> HTMLResponse:
              for p in sorted(set(running) | set(waiting))]
     return _render(request, "fleet.html", solvers=solvers, plans=plans,
                    max_running=load.max_running, active=sum(running.values()))
+
+
+# -- signing in ------------------------------------------------------------------------------
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request,
+               next_: Annotated[str, Query(alias="next", max_length=2048)] = "/") -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {
+        "next": security.safe_next(next_), "error": None,
+        "auth": request.app.state.token is not None})
+
+
+@pages.post("/login")
+async def login(request: Request) -> Response:
+    """Trade the API token (a form field, or the UI's ``#token=`` link) for the session cookie:
+    HttpOnly (no page script reads it) and SameSite=Strict (no other site sends it)."""
+    raw = await routes.read_capped(request, 8192)
+    form = parse_qs(raw.decode("utf-8", "replace"))
+    given = (form.get("token") or [""])[0].strip()
+    target = security.safe_next((form.get("next") or ["/"])[0])
+    token: str | None = request.app.state.token
+    if token is not None and not secrets.compare_digest(given.encode(), token.encode()):
+        return templates.TemplateResponse(request, "login.html", {
+            "next": target, "error": "That is not this fleet's API token.", "auth": True},
+            status_code=403)
+    out: Response = RedirectResponse(target, status_code=303)
+    if token is not None:
+        out.set_cookie(security.SESSION_COOKIE, security.session_value(token), httponly=True,
+                       samesite="strict", secure=request.url.scheme == "https", path="/")
+    return out
+
+
+@pages.post("/logout")
+def logout(request: Request) -> Response:
+    out = RedirectResponse("/login", status_code=303)
+    out.delete_cookie(security.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return out

@@ -39,7 +39,7 @@ def load_checked(content: bytes, filename: str = "tasks", *,
     if task_list is None or problems:
         if task_list is not None and task_list.tasks:
             try:
-                graph.build(task_list)
+                graph.validate(task_list)
             except PlanningError as exc:
                 problems = problems + exc.problems
         raise PlanningError(problems, list(task_list.warnings) if task_list is not None else [])

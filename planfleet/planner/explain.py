@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
+from planfleet import durations
 from planfleet.planner import schedule as sch
 from planfleet.planner.graph import Graph
 
@@ -13,12 +14,8 @@ _EPS = 1e-9
 
 
 def fmt_minutes(value: float) -> str:
-    """``45m``, ``2h``, ``1h30m``, ``12.5m``."""
-    if value < 60:
-        return f"{value:.4g}m"
-    h = int(value // 60)
-    rest = value - h * 60
-    return f"{h}h" if rest < 1e-6 else f"{h}h{rest:.3g}m"
+    """Minutes shown as every duration is (:func:`planfleet.durations.format_minutes`)."""
+    return durations.format_minutes(value)
 
 
 class _Occupancy:

@@ -36,16 +36,6 @@ class Graph:
     def ids(self) -> list[str]:
         return [t.id for t in self.tasks]
 
-    def to_networkx(self) -> nx.DiGraph:
-        """The DAG as networkx: an edge u -> v means v depends on u."""
-        g = nx.DiGraph()
-        for t in self.tasks:
-            g.add_node(t.id, estimate=t.estimate, priority=t.priority, title=t.title)
-        for u, vs in enumerate(self.succ):
-            for v in vs:
-                g.add_edge(self.tasks[u].id, self.tasks[v].id)
-        return g
-
 
 def _topological(n: int, succ: list[list[int]], pred: list[list[int]]) -> list[int]:
     indeg = [len(p) for p in pred]
@@ -87,7 +77,7 @@ def _cycle_problems(tasks: tuple[TaskSpec, ...], succ: list[list[int]], left: se
     return problems
 
 
-def build(task_list: TaskList) -> Graph:
+def validate(task_list: TaskList) -> Graph:
     """Number the tasks and check the graph; PlanningError lists every problem."""
     problems: list[Problem] = []
     tasks: list[TaskSpec] = []

@@ -215,7 +215,7 @@ def plan(
     if isinstance(m, bool) or not isinstance(m, int) or m < 1:
         raise PlanningError([Problem("bad_field", "max_parallel must be an integer >= 1",
                                      field="max_parallel")])
-    g = graph.build(task_list)
+    g = graph.validate(task_list)
     caps = _capacities(task_list, solver_capacity)
     inst, solver_names = _instance(task_list, g, m, caps)
     business = [t.priority for t in g.tasks]

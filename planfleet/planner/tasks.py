@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from planfleet import defaults, script_paths
+from planfleet import defaults, durations, script_paths
 from planfleet.planner.errors import Problem
 
 #: Longest task id accepted.
@@ -23,15 +23,6 @@ MAX_ARGS_LENGTH = 256 * 1024
 #: Deepest nesting of a task's ``args``.
 MAX_ARGS_DEPTH = 32
 _ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
-_DURATION = re.compile(
-    r"^\s*(?:(?P<w>\d+(?:\.\d+)?)\s*w)?\s*(?:(?P<d>\d+(?:\.\d+)?)\s*d)?\s*"
-    r"(?:(?P<h>\d+(?:\.\d+)?)\s*h(?:ours?|rs?)?)?\s*"
-    r"(?:(?P<m>\d+(?:\.\d+)?)\s*(?:m|min|mins|minutes?)?)?\s*$",
-    re.IGNORECASE,
-)
-#: Working time units, as issue trackers count them.
-MINUTES_PER_DAY = 8 * 60
-MINUTES_PER_WEEK = 5 * MINUTES_PER_DAY
 PRIORITY_ALIASES = {
     **defaults.PRIORITIES,
     "show-stopper": 100,
@@ -100,26 +91,9 @@ class TaskList(BaseModel):
 
 
 def parse_estimate(value: Any) -> float:
-    """Minutes from a number or a duration such as ``45m``, ``2h``, ``1h30m``, ``1d``."""
-    if isinstance(value, bool):
-        raise ValueError(f"estimate must be minutes or a duration like '2h', got {value!r}")
-    if isinstance(value, int | float):
-        minutes = float(value)
-    elif isinstance(value, str):
-        m = _DURATION.match(value)
-        if not value.strip() or m is None or not any(m.groupdict().values()):
-            raise ValueError(f"estimate {value!r} is not minutes or a duration like '2h'")
-        parts = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
-        minutes = (
-            parts["w"] * MINUTES_PER_WEEK
-            + parts["d"] * MINUTES_PER_DAY
-            + parts["h"] * 60
-            + parts["m"]
-        )
-    else:
-        raise ValueError(f"estimate must be minutes or a duration like '2h', got {value!r}")
-    if not math.isfinite(minutes) or minutes < 0:
-        raise ValueError(f"estimate must be a finite number of minutes >= 0, got {value!r}")
+    """Minutes of **working time** from a number (minutes) or a duration such as ``45m``,
+    ``2h``, ``1h30m``, ``1d`` (8 hours), ``1w`` (5 days); see :mod:`planfleet.durations`."""
+    minutes = durations.parse_work_minutes(value, "estimate")
     if minutes > MAX_ESTIMATE:
         raise ValueError(f"estimate {value!r} is over the limit of {MAX_ESTIMATE:.0f} minutes")
     return minutes
@@ -264,11 +238,15 @@ def build_task(raw: Any, index: int, problems: list[Problem], *, line: int | Non
         return v
 
     def seconds(v: Any) -> float:
-        minutes = parse_estimate(v) if isinstance(v, str) else None
-        value = minutes * 60 if minutes is not None else v
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"must be seconds > 0 or a duration like '30m', got {v!r}")
-        return float(value)
+        # wall-clock time: a day is 24 hours; a bare number is seconds
+        try:
+            value = durations.parse_wall_seconds(v)
+        except ValueError:
+            value = 0.0
+        if not value > 0:
+            raise ValueError(f"must be seconds > 0 or a wall-clock duration like '30m' or "
+                             f"'1d' (24 h), got {v!r}")
+        return value
 
     check("max_attempts", attempts)
     check("timeout", seconds)

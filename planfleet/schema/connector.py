@@ -111,10 +111,3 @@ class Database:
             self._pool.close()
         self._pool = None
 
-
-def connect_once(url: str) -> psycopg.Connection[dict[str, Any]]:
-    """A single autocommit connection outside any pool (migrations, admin commands)."""
-    try:
-        return psycopg.connect(url, row_factory=dict_row, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc

@@ -13,6 +13,7 @@ import psycopg.sql
 import structlog
 
 from planfleet import exceptions
+from planfleet.backoff import Backoff
 from planfleet.schema import queries
 
 log = structlog.get_logger(__name__)
@@ -83,17 +84,17 @@ def wait_until_ready(url: str, stop: threading.Event | None = None,
     """Create and migrate the database, waiting (with backoff, logged) while Postgres does not
     answer: a service started before Postgres, or during a restart, waits instead of exiting
     (``planfleet up`` would stop the whole fleet when one process exits)."""
-    delay = 0.5
+    waits = Backoff(first=0.5, cap=longest)
     while True:
         try:
             ensure_database(url)
             migrate(url)
             return
         except exceptions.DatabaseUnavailable as exc:
+            delay = waits.next()
             log.warning("waiting_for_postgres", action="migrate", error=str(exc)[:300],
                         wait=delay)
             if stop is not None and stop.wait(delay):
                 raise
             if stop is None:
                 time.sleep(delay)
-            delay = min(delay * 2, longest)

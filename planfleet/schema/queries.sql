@@ -85,12 +85,6 @@ WHERE id = %(id)s AND status = 'planning'
   AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
 RETURNING id;
 
--- name: requeue_input
--- planning -> queued: hand an input back after a transient fault.
-UPDATE pending_inputs SET status = 'queued'
-WHERE id = %(id)s AND status = 'planning'
-RETURNING id;
-
 -- name: replan_input
 -- planned | failed -> queued: plan an input again on purpose (refused files have no bytes);
 -- its planning attempts start again from zero.

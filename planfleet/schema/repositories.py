@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from planfleet import exceptions, models, names
+from planfleet import durations, exceptions, models, names
 from planfleet.schema import queries
 from planfleet.schema.connector import Cursor, Database
 
@@ -258,10 +258,6 @@ class InputRepository(_Guarded):
         """planning -> queued when its planner has been silent for ``planning`` seconds."""
         return self._db.matched("release_input", {"id": input_id, "planning": planning})
 
-    def requeue(self, input_id: int) -> None:
-        """planning -> queued after a transient fault."""
-        self._transition("requeue_input", input_id, "planning")
-
 
 class PlanRepository(_Guarded):
     noun = "plan"
@@ -285,8 +281,8 @@ class PlanRepository(_Guarded):
                 raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
             _event(cur, "plan_created",
                    f"plan {row['id']}: {summary.get('tasks')} tasks, makespan "
-                   f"{summary.get('makespan')} min", input_id=input_id, plan_id=row["id"],
-                   data=summary)
+                   f"{durations.format_minutes(summary.get('makespan'))}",
+                   input_id=input_id, plan_id=row["id"], data=summary)
             return int(row["id"])
 
     def list(
@@ -436,7 +432,7 @@ class PlanRepository(_Guarded):
             row = cur.fetchone()
             assert row is not None
             _event(cur, "pruned", f"pruned {len(row['inputs'])} inputs, {len(row['plans'])} "
-                   f"plans, {row['events']} events older than {older_than:g} s",
+                   f"plans, {row['events']} events older than {durations.format_seconds(older_than)}",
                    data={"inputs": len(row["inputs"]), "plans": len(row["plans"]),
                          "events": row["events"]})
             return list(row["inputs"]), list(row["plans"]), int(row["events"])

@@ -28,7 +28,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from planfleet import defaults, exceptions, models, names
+from planfleet import confine, defaults, exceptions, models, names
+from planfleet.backoff import Backoff
 from planfleet.config import Config
 from planfleet.queues import Queues
 from planfleet.schema.repositories import FileVersion, Store
@@ -96,6 +97,7 @@ class Watcher:
         self._known: set[tuple[str, int, int]] = set()
         self._settings: models.Settings | None = None
         self._settings_at = 0.0
+        self._refused: tuple[object, ...] = ()
         self._next_rescan = 0.0
         self._committer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="planfleet-recorder"
@@ -130,28 +132,29 @@ class Watcher:
 
     def run(self, stop: threading.Event) -> None:
         """Watch until ``stop`` is set. Faults are logged and retried, never fatal."""
-        backoff = self.config.watch_tick
+        waits = Backoff(first=0.5, cap=10.0)
         try:
             while not stop.is_set():
+                wait = self.config.watch_tick
                 try:
                     if self._observer is None:
                         self.start()  # at first, and again after the folder went away
                     self.step()
-                    backoff = self.config.watch_tick
+                    waits.reset()
                 except (exceptions.DatabaseUnavailable, exceptions.StoreError) as exc:
-                    backoff = min(max(backoff * 2, 0.5), 10.0)
-                    log.warning("watcher_backoff", action="watch", error=str(exc), wait=backoff)
+                    wait = waits.next()
+                    log.warning("watcher_backoff", action="watch", error=str(exc), wait=wait)
                 except OSError as exc:
                     # the watch dir vanished (or was replaced) under the watcher: watch anew
                     self._stop_observer()
                     self._root = None
-                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    wait = waits.next()
                     log.warning("watch_dir_unavailable", action="watch",
-                                error=names.display(str(exc)), wait=backoff)
+                                error=names.display(str(exc)), wait=wait)
                 except Exception:  # noqa: BLE001 - one file or fault never ends the watcher
-                    backoff = min(max(backoff * 2, 0.5), 10.0)
-                    log.exception("watcher_fault", action="watch", wait=backoff)
-                stop.wait(backoff)
+                    wait = waits.next()
+                    log.exception("watcher_fault", action="watch", wait=wait)
+                stop.wait(wait)
         finally:
             self.stop()
 
@@ -232,11 +235,24 @@ class Watcher:
             return
         self._settings = self.store.settings.get()
         self._settings_at = now
-        wanted = Path(self._settings.watch_dir or self.config.watch_dir).expanduser()
-        wanted.mkdir(parents=True, exist_ok=True)
-        wanted = wanted.resolve()
+        wanted = self._wanted_dir()
         if wanted != self._root:
             self._watch(wanted)
+
+    def _wanted_dir(self) -> Path:
+        """The setting's folder when it is allowed (never created), else WATCH_DIR."""
+        if self._settings.watch_dir:
+            try:
+                return confine.watch_dir(self._settings.watch_dir,
+                                         confine.watch_root(self.config))
+            except exceptions.InvalidSetting as exc:
+                if exc.args != self._refused:
+                    log.error("watch_dir_refused", action="watch", error=str(exc),
+                              fallback=str(self.config.watch_dir))
+                    self._refused = exc.args
+        wanted = Path(self.config.watch_dir).expanduser()
+        wanted.mkdir(parents=True, exist_ok=True)  # WATCH_DIR: the operator's own choice
+        return wanted.resolve()
 
     def _watch(self, root: Path) -> None:
         self._stop_observer()

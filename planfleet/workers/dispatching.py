@@ -10,6 +10,7 @@ under the same ids.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,8 @@ from planfleet.workers import sharing
 from planfleet.workers.circuits import Breakers
 
 log = structlog.get_logger(__name__)
+#: Seconds within which a turn's dispatch round is left to the next one.
+ROUND_EVERY = 0.1
 
 
 def fleet_cap(config: Config, max_running: int) -> int:
@@ -78,9 +81,19 @@ class Dispatching:
         self.wake = wake
         self.breakers = Breakers(store, set(), threshold=config.circuit_threshold,
                                  cooldown=config.circuit_cooldown)
+        self._last = -ROUND_EVERY
+
+    def round_soon(self) -> int:
+        """A round after a turn: skipped when this process ran one within the last
+        :data:`ROUND_EVERY` seconds (turns come in bursts, each round reads the whole fleet's
+        ready steps, and the tracker runs one every poll anyway)."""
+        if time.monotonic() - self._last < ROUND_EVERY:
+            return 0
+        return self.round()
 
     def round(self) -> int:
         """Start what may start now; how many steps were started."""
+        self._last = time.monotonic()
         scripts: dict[int, str] = {}
 
         def choose(load: FleetLoad) -> list[tuple[int, uuid.UUID]]:

@@ -51,7 +51,7 @@ def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatc
                 status = _one(rt, plan_id, dispatcher, worker)
         if not plans.wished(plan_id):
             break
-    dispatching.round()
+    dispatching.round_soon()
     return status
 
 

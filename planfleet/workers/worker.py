@@ -31,6 +31,7 @@ from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.worker import WorkerStatus
 
+from planfleet.backoff import Backoff
 from planfleet.workers import jobs, shutdown
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,7 @@ class Worker(rq.Worker):
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         worked = False
-        delay = 0.5
+        waits = Backoff(first=0.5, cap=30.0)
         while True:
             started = time.monotonic()
             try:
@@ -69,7 +70,9 @@ class Worker(rq.Worker):
                 return worked
             # RQ's loop ended on an error (it logged it): most often Redis went away. Work
             # again once Redis answers, backing off if the loop keeps ending at once.
-            delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 30.0)
+            if time.monotonic() - started > 60:
+                waits.reset()
+            delay = waits.next()
             log.warning("worker_loop_restarting", worker=self.name, wait=delay)
             time.sleep(delay)
             self._wait_for_redis()
@@ -81,11 +84,11 @@ class Worker(rq.Worker):
             return False
 
     def _wait_for_redis(self) -> None:
-        delay = 0.5
+        waits = Backoff(first=0.5, cap=10.0)
         while not self._redis_answers():
+            delay = waits.next()
             log.warning("waiting_for_redis", worker=self.name, wait=delay)
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
         if self.horse_pid:
             # a job that was running goes on in its horse: let it end before taking another
             try:

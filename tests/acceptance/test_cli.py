@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from planfleet.processes import tagged
+from planfleet.processes import children, tagged
 from tests.conftest import wait_for
 
 BIN = str(Path(sys.executable).parent / "planfleet")
@@ -97,6 +97,19 @@ def _get(url: str) -> int:
         return 0
 
 
+def _main_process(up: int, state: str, name: str) -> int | None:
+    """The pid of the supervised process ``name`` (a child of ``up``)."""
+    needle = f"PLANFLEET_PROC={state}#{name}".encode()
+    for pid in children(up):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
 def _inputs(url: str) -> list[tuple[str, str]]:
     with psycopg.connect(url) as conn:
         return [
@@ -122,18 +135,41 @@ def test_up_brings_the_fleet_up_and_recovers_after_a_crash() -> None:
         r = httpx.put(f"{ui}api/settings", json={"max_parallel": 3},
                       headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json()["max_parallel"] == 3
-        wait_for(lambda: [p["status"] for p in httpx.get(f"{ui}api/plans").json()["items"]]
-                 == ["built"], timeout=60, interval=0.2)
+        auth = {"Authorization": f"Bearer {token}"}
+        wait_for(lambda: [p["status"] for p in httpx.get(f"{ui}api/plans", headers=auth).json()[
+            "items"]] == ["built"], timeout=60, interval=0.2)
+        # When the API and the build worker's main process are SIGKILLed, Then both come back,
+        # the rest of the fleet (Postgres, Redis included) never stops, nothing is orphaned
+        state = str(cwd / ".planfleet")
+        api, build = _main_process(proc.pid, state, "api.1"), _main_process(proc.pid, state,
+                                                                              "build.1")
+        build_family = tagged("PLANFLEET_PROC", f"{state}#build.1")
+        assert len(build_family) >= 2  # the worker and its scheduler
+        os.kill(api, signal.SIGKILL)
+        os.kill(build, signal.SIGKILL)
+        wait_for(lambda: _main_process(proc.pid, state, "api.1") not in (None, api), timeout=30)
+        wait_for(lambda: _main_process(proc.pid, state, "build.1") not in (None, build),
+                 timeout=30)
+        assert proc.poll() is None
+        assert not set(build_family) & set(tagged("PLANFLEET_PROC", f"{state}#build.1"))
+        wait_for(lambda: _get(f"{ui}readyz") == 200, timeout=30, interval=0.2)
+        # the dead worker is not counted; the restart is in the events
+        qs = {q["name"]: q for q in httpx.get(f"{ui}api/queues", headers=auth).json()["queues"]}
+        assert qs["build_queue"]["workers"] == 1
+        kinds = httpx.get(f"{ui}api/events?kind=process_died", headers=auth).json()["items"]
+        assert {e["data"]["process"] for e in kinds} == {"api.1", "build.1"}
+        (cwd / "input" / "after.yaml").write_text("tasks: [{id: C}]\n")
+        wait_for(lambda: len(httpx.get(f"{ui}api/plans?status=built", headers=auth).json()[
+            "items"]) == 2, timeout=60, interval=0.2)
         # When the whole process group is killed (a crash), Then a second `up` adopts what
         # was left running and carries on
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        state = str(cwd / ".planfleet")
         assert tagged("PLANFLEET_FLEET", state)  # the first fleet's processes outlived it
         proc, urls2 = _start_up(cwd)
         assert urls2 == urls
         (cwd / "input" / "more.yaml").write_text("tasks: [{id: B}]\n")
-        wait_for(lambda: len(_inputs(urls["DATABASE_URL"])) == 2, timeout=20)
+        wait_for(lambda: len(_inputs(urls["DATABASE_URL"])) == 3, timeout=20)
     finally:
         # When Ctrl-C reaches the group, Then everything it started stops
         os.killpg(proc.pid, signal.SIGINT)

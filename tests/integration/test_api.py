@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import rq
@@ -19,16 +21,30 @@ TASKS = b"tasks: [{id: A, estimate: 10}, {id: B, estimate: 5, depends_on: [A]}]"
 
 
 @pytest.fixture
-def rt(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    r = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN))
+def rt(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    r = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN,
+                            watch_root=tmp_path))
     yield r
     r.close()
 
 
 @pytest.fixture
 def client(rt: Runtime) -> Iterator[TestClient]:
+    """A client holding the API token."""
+    with TestClient(create_app(rt), raise_server_exceptions=False, headers=AUTH) as c:
+        yield c
+
+
+@pytest.fixture
+def anon(rt: Runtime) -> Iterator[TestClient]:
+    """A client without the token."""
     with TestClient(create_app(rt), raise_server_exceptions=False) as c:
         yield c
+
+
+def local(app: Any, **kw: Any) -> TestClient:
+    """A client on the local machine (a fleet without a token serves nothing else)."""
+    return TestClient(app, base_url="http://127.0.0.1:8080", client=("127.0.0.1", 50000), **kw)
 
 
 def upload(client: TestClient, content: bytes = TASKS, name: str = "t.yaml") -> int:
@@ -58,12 +74,13 @@ def test_health_and_readiness(client: TestClient, rt: Runtime) -> None:
 def test_readyz_says_which_service_is_down(database_url: str) -> None:
     rt = open_runtime(Config(database_url=database_url, redis_url="redis://127.0.0.1:1/0"))
     try:
-        with TestClient(create_app(rt, dashboard=False)) as c:
+        with local(create_app(rt, dashboard=False)) as c:
             r = c.get("/readyz")
     finally:
         rt.close()
     assert r.status_code == 503
-    assert r.json()["postgres"] == "ok" and "ConnectionError" in r.json()["redis"]
+    # open to anyone: up or down, never the reason (addresses, versions)
+    assert r.json() == {"postgres": "ok", "redis": "down"}
 
 
 # -- auth -----------------------------------------------------------------------------------
@@ -72,29 +89,173 @@ def test_readyz_says_which_service_is_down(database_url: str) -> None:
     ("post", "/api/pending-inputs/1/enqueue-plan"), ("post", "/api/inputs/1/replan"),
     ("post", "/api/inputs?filename=x.yaml"), ("post", "/api/plans/1/enqueue-build"),
     ("post", "/api/plans/1/cancel"), ("post", "/api/plans/1/retry"), ("put", "/api/settings")])
-def test_mutations_need_the_token(client: TestClient, method: str, path: str) -> None:
-    r = client.request(method.upper(), path, json={})
+def test_mutations_need_the_token(anon: TestClient, method: str, path: str) -> None:
+    r = anon.request(method.upper(), path, json={})
     assert r.status_code == 401 and "Bearer" in r.json()["detail"]
     assert r.headers["www-authenticate"] == "Bearer"
-    r = client.request(method.upper(), path, json={}, headers={"Authorization": "Bearer nope"})
+    r = anon.request(method.upper(), path, json={}, headers={"Authorization": "Bearer nope"})
     assert r.status_code == 403 and r.json()["detail"] == "wrong API token"
 
 
-def test_reads_and_planning_need_no_token(client: TestClient) -> None:
-    for path in ("/api/pending-inputs", "/api/plans", "/api/settings", "/api/queues",
-                 "/api/events", "/metrics", "/"):
-        assert client.get(path).status_code == 200, path
+READS = ["/api/pending-inputs", "/api/pending-inputs/1", "/api/pending-inputs/1/content",
+         "/api/plans", "/api/plans/1", "/api/plans/1/steps/1/log", "/api/settings",
+         "/api/solvers",
+         "/api/queues", "/api/events", "/metrics", "/", "/plans/1", "/inputs/1", "/events",
+         "/docs", "/openapi.json", "/rq/", "/rq/0/data/queues.json"]
+
+
+@pytest.mark.parametrize("path", READS)
+def test_with_a_token_every_read_needs_it(anon: TestClient, client: TestClient,
+                                          path: str) -> None:
+    # Given a fleet with a token and an input in it
+    upload(client)
+    # When someone without the token reads, Then nothing but 401 (JSON for a program)
+    r = anon.get(path, headers={"Accept": "application/json"})
+    assert r.status_code == 401, (path, r.text)
+    assert set(r.json()) == {"detail"} and r.headers["www-authenticate"] == "Bearer"
+    # and a browser is sent to the sign-in page, coming back here afterwards
+    r = anon.get(path, headers={"Accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=%2F")
+    # With the token it gets through (an id may be unknown; never 401/403)
+    assert client.get(path).status_code not in (401, 403), path
+
+
+def test_planning_needs_the_token(anon: TestClient, client: TestClient) -> None:
+    assert anon.post("/api/plan", content=TASKS).status_code == 401
     assert client.post("/api/plan", content=TASKS).status_code == 200
 
 
-def test_without_a_token_configured_mutations_are_open(database_url: str,
-                                                       redis_url: str) -> None:
-    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url))
+def test_only_the_probes_stay_open_and_say_only_up_or_down(anon: TestClient) -> None:
+    assert anon.get("/healthz").json() == {"status": "ok"}
+    assert anon.get("/readyz").json() == {"postgres": "ok", "redis": "ok"}
+    assert anon.get("/static/app.js").status_code == 200
+    assert anon.get("/login").status_code == 200
+
+
+def test_metrics_take_their_own_token(database_url: str, redis_url: str) -> None:
+    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN,
+                             metrics_token="prom"))
     try:
         with TestClient(create_app(rt, dashboard=False)) as c:
-            assert c.put("/api/settings", json={"auto_plan": False}).status_code == 200
+            assert c.get("/metrics").status_code == 401
+            ok = c.get("/metrics", headers={"Authorization": "Bearer prom"})
+            assert ok.status_code == 200 and "planfleet_" in ok.text
+            assert c.get("/metrics", headers=AUTH).status_code == 200
+            # the metrics token opens nothing else
+            assert c.get("/api/settings",
+                         headers={"Authorization": "Bearer prom"}).status_code == 403
     finally:
         rt.close()
+
+
+def test_the_browser_signs_in_with_an_httponly_strict_cookie(anon: TestClient) -> None:
+    # a wrong token: the form again, no cookie
+    r = anon.post("/login", data={"token": "nope", "next": "/events"}, follow_redirects=False)
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+    r = anon.post("/login", data={"token": TOKEN, "next": "/events"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/events"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
+    # the cookie opens reads and same-origin mutations
+    assert anon.get("/api/settings").status_code == 200
+    r = anon.put("/api/settings", json={"auto_plan": False},
+                 headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 200
+    # never an open redirect after signing in
+    r = anon.post("/login", data={"token": TOKEN, "next": "//evil.example/x"},
+                  follow_redirects=False)
+    assert r.headers["location"] == "/"
+    # signing out ends it
+    anon.post("/logout", follow_redirects=False)
+    assert anon.get("/api/settings").status_code == 401
+
+
+def test_cookie_mutations_from_another_site_are_refused(anon: TestClient) -> None:
+    anon.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"},
+                    {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.testserver"}):
+        r = anon.put("/api/settings", json={"auto_plan": False}, headers=headers)
+        assert r.status_code == 403 and r.json()["detail"] == "cross-site request refused"
+        # rq-dashboard's requeue and compact too
+        assert anon.post("/rq/requeue/failed", headers=headers).status_code == 403
+        assert anon.post("/rq/queue/plan_queue/compact", headers=headers).status_code == 403
+    # rq-dashboard's requeue-on-GET is closed altogether
+    assert anon.get("/rq/requeue/plan_queue").status_code == 405
+
+
+def test_without_a_token_only_the_local_machine_and_local_names_are_served(
+        database_url: str, redis_url: str) -> None:
+    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url))
+    try:
+        app = create_app(rt, dashboard=False)
+        with local(app) as c:
+            assert c.get("/api/settings").status_code == 200
+            assert c.put("/api/settings", json={"auto_plan": False}).status_code == 200
+            # DNS rebinding: a page of evil.example resolving to 127.0.0.1
+            r = c.get("/api/settings", headers={"Host": "evil.example:8080"})
+            assert r.status_code == 403 and "host 'evil.example' refused" in r.json()["detail"]
+            # another site's page posting to the local fleet
+            r = c.put("/api/settings", json={"auto_plan": True},
+                      headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+            assert r.status_code == 403
+        with TestClient(app, client=("192.0.2.7", 40000), base_url="http://127.0.0.1") as c:
+            assert c.get("/api/settings").status_code == 403
+        assert rt.store.settings.get().auto_plan is False
+    finally:
+        rt.close()
+
+
+def test_every_answer_forbids_inline_script_and_framing(client: TestClient) -> None:
+    for path in ("/", "/events", "/docs", "/login", "/api/settings", "/rq/", "/healthz",
+                 "/static/app.js", "/nowhere"):
+        r = client.get(path)
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp, path
+        script_src = csp.split("script-src", 1)[1].split(";", 1)[0]
+        assert "'unsafe-inline'" not in script_src, path
+        assert r.headers["x-frame-options"] == "DENY", path
+        assert r.headers["x-content-type-options"] == "nosniff", path
+    # the pages themselves carry no inline script or handler
+    import re
+
+    for path in ("/", "/events", "/docs", "/login"):
+        html = client.get(path).text
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
+        assert not re.search(r"\son[a-z]+\s*=", html), path
+
+
+def test_docs_work_offline(client: TestClient) -> None:
+    html = client.get("/docs").text
+    assert "cdn" not in html.lower() and "//" not in html.replace("http://", "")
+    for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css",
+                  "/static/docs.js"):
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 100, asset
+
+
+def test_rq_dashboard_runs_only_its_own_inline_script(client: TestClient, rt: Runtime) -> None:
+    from rq.registry import FailedJobRegistry
+    from rq.results import Result
+
+    # a failed job whose texts carry markup: they reach the page escaped
+    job = rt.queues.build.enqueue("planfleet.workers.jobs.build_plan", 1,
+                                  description="<img src=x onerror=alert(1)>")
+    rt.queues.build.remove(job)
+    FailedJobRegistry(queue=rt.queues.build).add(job, exc_string="<script>alert(2)</script>")
+    Result.create_failure(job, 600, exc_string="<script>alert(2)</script>")
+    data = client.get(f"/rq/0/data/job/{job.id}.json").json()
+    assert data["description"] == "&lt;img src=x onerror=alert(1)&gt;"
+    assert data["exc_info"] == "&lt;script&gt;alert(2)&lt;/script&gt;"
+    listed = client.get("/rq/0/data/jobs/build_queue/failed/8/asc/1.json").text
+    assert "<img" not in listed and "&lt;img" in listed
+    # and only the page's own inline script may run
+    html = client.get("/rq/").text
+    csp = client.get("/rq/").headers["content-security-policy"]
+    from planfleet.api import security
+
+    hashes = security.script_hashes(html.encode())
+    assert hashes and all(h in csp for h in hashes)
+    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -242,13 +403,14 @@ def test_plan_endpoint_plans_and_stores_nothing(client: TestClient, rt: Runtime)
 
 # -- settings, queues, events, metrics -----------------------------------------------------
 
-def test_settings_read_and_change(client: TestClient, rt: Runtime) -> None:
-    r = client.put("/api/settings", json={"auto_plan": False, "watch_dir": "/srv/in",
+def test_settings_read_and_change(client: TestClient, rt: Runtime, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    r = client.put("/api/settings", json={"auto_plan": False, "watch_dir": str(tmp_path / "in"),
                                           "max_parallel": 4}, headers=AUTH)
     assert r.status_code == 200
     assert client.get("/api/settings").json() | {"updated_at": None} == {
-        "auto_plan": False, "auto_build": True, "watch_dir": "/srv/in", "max_parallel": 4,
-        "max_running": 1000, "updated_at": None}
+        "auto_plan": False, "auto_build": True, "watch_dir": str(tmp_path / "in"),
+        "max_parallel": 4, "max_running": 1000, "updated_at": None}
     client.put("/api/settings", json={"watch_dir": ""}, headers=AUTH)
     assert rt.store.settings.get().watch_dir is None
     for bad in ({"max_parallel": 0}, {"auto_plan": "maybe"}, {"nope": 1},
@@ -297,8 +459,9 @@ def test_metrics_count_from_postgres_and_redis(client: TestClient, rt: Runtime) 
 
 
 def test_solvers_and_max_running_through_the_api_and_the_metrics(
-        client: TestClient, rt: Runtime) -> None:
-    assert client.put("/api/solvers/angrav", json={"capacity": 3}).status_code == 401
+        client: TestClient, anon: TestClient, rt: Runtime) -> None:
+    assert anon.put("/api/solvers/angrav", json={"capacity": 3}).status_code == 401
+    assert anon.get("/api/solvers").status_code == 401
     r = client.put("/api/solvers/angrav", json={"capacity": 3, "script": "f/a/solve"},
                    headers=AUTH)
     assert r.status_code == 200, r.text
@@ -385,3 +548,70 @@ def test_pause_resume_and_decide_through_the_api(client: TestClient, rt: Runtime
     r = client.post(f"/api/plans/{plan_id}/steps/ZZ/decide", json={"decision": "skip"},
                     headers=AUTH)
     assert r.status_code == 404
+
+
+# -- hardening: downloads and errors ------------------------------------------------------
+
+def test_content_downloads_under_any_file_name(client: TestClient) -> None:
+    name = "été-数据.yaml"
+    input_id = upload(client, name=name)
+    r = client.get(f"/api/pending-inputs/{input_id}/content")
+    assert r.status_code == 200 and r.content == TASKS
+    assert "filename*=UTF-8''%C3%A9t%C3%A9-%E6%95%B0%E6%8D%AE.yaml" in r.headers[
+        "content-disposition"]
+
+
+def test_errors_show_no_absolute_server_paths(client: TestClient, rt: Runtime,
+                                              database_url: str) -> None:
+    import psycopg
+
+    plan_id = make_plan(rt, client)
+    secret = "/opt/secret-install/planfleet/deploy/windmill/f/x/job.py"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE plans SET error = %s WHERE id = %s",
+                     (f"[Errno 36] File name too long: '{secret}'", plan_id))
+    shown = client.get(f"/api/plans/{plan_id}").json()["error"]
+    assert shown == "[Errno 36] File name too long: '…/job.py'"
+    assert "secret-install" not in client.get(f"/plans/{plan_id}").text
+    assert "secret-install" not in client.get("/api/plans").text
+
+
+# -- hardening: the planner endpoint --------------------------------------------------------
+
+def test_plan_bodies_over_the_watchers_limit_are_refused(database_url: str,
+                                                         redis_url: str) -> None:
+    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN,
+                             max_file_bytes=1000))
+    try:
+        with TestClient(create_app(rt, dashboard=False), headers=AUTH) as c:
+            assert c.post("/api/plan", content=TASKS).status_code == 200
+            r = c.post("/api/plan", content=b"#" * 1001)
+            assert r.status_code == 413 and "over 1000 bytes" in r.json()["detail"]
+            # a chunked body (no Content-Length) is counted as it arrives
+            r = c.post("/api/plan", content=iter([b"#" * 600, b"#" * 600]))
+            assert r.status_code == 413
+            assert c.post("/api/inputs?filename=x.yaml", content=b"#" * 1001).status_code == 413
+    finally:
+        rt.close()
+
+
+def test_planning_beyond_capacity_answers_429(database_url: str, redis_url: str) -> None:
+    rt = open_runtime(Config(database_url=database_url, redis_url=redis_url, api_token=TOKEN,
+                             plan_concurrency=1))
+    try:
+        app = create_app(rt, dashboard=False)
+        with TestClient(app, headers=AUTH) as c:
+            # Given one planning request in progress (holding the only slot)
+            assert app.state.planning.acquire(blocking=False)
+            # When another comes, Then 429 at once, and nothing of its body is kept
+            r = c.post("/api/plan", content=TASKS)
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            app.state.planning.release()
+            r = c.post("/api/plan", content=TASKS)
+            assert r.status_code == 200 and r.json()["makespan"] == 15
+            # the slot is given back after a failure too
+            assert c.post("/api/plan", content=b"tasks: [{id: A, depends_on: [A]}]"
+                          ).status_code == 422
+            assert c.post("/api/plan", content=TASKS).status_code == 200
+    finally:
+        rt.close()

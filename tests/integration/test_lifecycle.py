@@ -3,11 +3,10 @@ feedback into retries, escalation and a person's decisions, clarifications, paus
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from planfleet import models
-from tests.conftest import wait_for
+from tests.conftest import stays, wait_for
 from tests.integration.conftest import Fleet
 from tests.integration.test_pipeline import finished, plan_of
 
@@ -162,9 +161,10 @@ def test_pause_lets_running_steps_finish_and_starts_nothing_until_resumed(
              and fleet.store.steps.latest(p.id)["T1"].active, timeout=30)
     assert fleet.cli("pause", str(p.id)).returncode == 0
     wait_for(lambda: fleet.store.steps.latest(p.id)["T1"].status is S.COMPLETED, timeout=30)
-    time.sleep(1.5)
-    assert fleet.store.plans.get(p.id).status is models.PlanStatus.PAUSED
-    assert fleet.store.steps.latest(p.id)["T2"].status is S.PENDING  # nothing new started
+    wait_for(lambda: fleet.store.plans.get(p.id).status is models.PlanStatus.PAUSED, timeout=30)
+    # nothing new starts while it is paused (a turn would start T2 at once)
+    stays(lambda: fleet.store.plans.get(p.id).status is models.PlanStatus.PAUSED
+          and fleet.store.steps.latest(p.id)["T2"].status is S.PENDING, 2.0)
     assert fleet.cli("pause", str(p.id)).returncode == 3
     assert fleet.cli("resume", str(p.id)).returncode == 0
     p = finished(fleet, p.id)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from planfleet import models
-from tests.conftest import wait_for
+from tests.conftest import stays, wait_for
 from tests.integration.conftest import BIN, Fleet
 
 
@@ -98,9 +97,8 @@ def test_manual_mode_at_each_hop(fleet: Fleet) -> None:
     r = fleet.cli("enqueue-plan", str(input_id))
     assert r.returncode == 0, r.stderr
     p = plan_of(fleet, input_id)
-    assert p.status is models.PlanStatus.READY_FOR_BUILD
-    time.sleep(0.5)
-    assert fleet.store.plans.get(p.id).status is models.PlanStatus.READY_FOR_BUILD
+    # auto_build is off: nobody starts it (a build worker would have within a second)
+    stays(lambda: fleet.store.plans.get(p.id).status is models.PlanStatus.READY_FOR_BUILD, 2.0)
     r = fleet.cli("enqueue-build", str(p.id))
     assert r.returncode == 0, r.stderr
     r = fleet.cli("enqueue-build", str(p.id))

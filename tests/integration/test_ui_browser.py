@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,7 +147,7 @@ def test_a_failed_input_shows_its_error_where_it_is(fleet: Fleet, server: str,
                             "cycle.yaml")
     wait_for(lambda: fleet.store.inputs.get(input_id).status is models.InputStatus.FAILED,
              timeout=30)
-    page.goto(server)
+    page.goto(f"{server}/#token={TOKEN}")
     row = page.locator(f'tr[data-input="{input_id}"]')
     expect(row).to_contain_text("dependency cycle: A -> B -> A")
     row.get_by_role("link", name=str(input_id)).click()
@@ -157,26 +156,77 @@ def test_a_failed_input_shows_its_error_where_it_is(fleet: Fleet, server: str,
     shot(page, "5-failed-input")
 
 
-def test_actions_without_the_token_are_refused_with_the_reason(
+def test_without_signing_in_nothing_shows_and_the_session_is_out_of_scripts_reach(
         fleet: Fleet, server: str, page: Any) -> None:
     from playwright.sync_api import expect
 
     fleet.store.settings.update(auto_plan=False)
     input_id = fleet.submit(fleet.task_file([{"id": "A"}]), queue=False)
+    # Given no session: the dashboard is the sign-in form, nothing of the fleet on it
     page.goto(server)
-    page.evaluate("localStorage.removeItem('planfleet-token')")
-    page.reload()
-    page.locator(f'tr[data-input="{input_id}"]').get_by_role(
-        "button", name="Generate plan").click()
-    expect(page.locator("#toast")).to_contain_text("401")
-    time.sleep(0.2)
-    assert fleet.store.inputs.get(input_id).status is models.InputStatus.PENDING
+    expect(page).to_have_url(f"{server}/login?next=%2F")
+    expect(page.locator("main")).not_to_contain_text("input-")
+    shot(page, "6-sign-in")
+    # a wrong token is refused with the reason
+    page.locator("#token").fill("not-the-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not this fleet's API token")
+    # the right one opens the dashboard; no page script can read the session
+    page.locator("#token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(f'tr[data-input="{input_id}"]')).to_have_attribute(
+        "data-status", "pending")
+    assert "planfleet_session" not in page.evaluate("document.cookie")
+    assert page.evaluate("JSON.stringify(localStorage)") == "{}"
     # the rq-dashboard is one link away, and reads the fleet's queues
     fleet.queues.enqueue_plans([input_id])
     page.get_by_role("link", name="RQ dashboard").click()
     expect(page).to_have_url(f"{server}/rq/")
     expect(page.locator("body")).to_contain_text("plan_queue", timeout=10_000)
     shot(page, "6-rq-dashboard")
+    # signing out: the next action is refused, the page goes back to the sign-in form
+    page.goto(server)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{server}/login")
+    r = page.request.post(f"{server}/api/pending-inputs/{input_id}/enqueue-plan")
+    assert r.status == 401
+    assert fleet.store.inputs.get(input_id).status is models.InputStatus.PENDING
+
+
+def test_markup_in_a_failed_jobs_text_does_not_run_under_rq(fleet: Fleet, server: str,
+                                                           page: Any) -> None:
+    from playwright.sync_api import expect
+    from rq.registry import FailedJobRegistry
+    from rq.results import Result
+
+    # Given a failed job whose exception text carries a script (as a task file's script name
+    # made it in the build's error)
+    payload = ('<img id="pwn" src="x" onerror="window.pwned=1;fetch(\'/api/settings\','
+               '{method:\'PUT\',headers:{\'Content-Type\':\'application/json\'},'
+               'body:\'{&quot;auto_build&quot;:false}\'})">')
+    job = fleet.queues.build.enqueue("planfleet.workers.building.build_plan", 1,
+                                     description=payload)
+    fleet.queues.build.remove(job)
+    error = f"OSError: [Errno 36] File name too long: {payload}"
+    FailedJobRegistry(queue=fleet.queues.build).add(job, exc_string=error)
+    Result.create_failure(job, 600, exc_string=error)
+    assert fleet.store.settings.get().auto_build
+    # When an operator opens that job under /rq/
+    page.goto(f"{server}/#token={TOKEN}")
+    expect(page.locator("#main")).to_contain_text("Plans")
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(m.text))
+    page.goto(f"{server}/rq/0/view/job/{job.id}")
+    # Then the job's texts show as text (escaped on their way to the page), no element made
+    expect(page.locator("#job-data")).to_contain_text('<img id="pwn"', timeout=10_000)
+    assert page.locator("#pwn").count() == 0
+    # and markup that would get in all the same runs no handler: the CSP refuses it (and says so)
+    page.evaluate("""() => document.body.insertAdjacentHTML('beforeend',
+        '<img id="late" src="x" onerror="window.pwned = 1">')""")
+    wait_for(lambda: any("inline event handler" in m for m in messages), timeout=10)
+    assert page.evaluate("window.pwned") is None
+    assert fleet.store.settings.get().auto_build
+    shot(page, "8-rq-job-markup-inert")
 
 
 def test_browser_is_debians(page: Any) -> None:
@@ -204,3 +254,17 @@ def test_a_blocked_step_is_answered_from_its_plan_page(fleet: Fleet, server: str
     page.get_by_role("button", name="Answer").click()
     expect(page.locator("h1")).to_contain_text("built", timeout=60_000)
     assert fleet.executions(plan.id, "A")[1]["clarification"]["answer"] == "Postgres 15"
+
+
+def test_the_api_docs_render_from_local_files_under_the_csp(server: str, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server) else None)
+    page.goto(f"{server}/#token={TOKEN}")
+    expect(page.locator("#main")).to_contain_text("Plans")
+    page.goto(f"{server}/docs")
+    expect(page.locator(".opblock").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/settings")
+    shot(page, "9-docs")
+    assert outside == []

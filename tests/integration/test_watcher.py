@@ -19,9 +19,12 @@ from planfleet import models, queues
 from planfleet.config import Config
 from planfleet.schema.repositories import Store
 from planfleet.watcher import Watcher
-from tests.conftest import wait_for
+from tests.conftest import stays, wait_for
 
 WINDOW = 0.3
+#: How long a negative assertion watches: five stability windows, far more than a file takes
+#: from its last change to its row (a window, a tick, a commit)
+SETTLED = WINDOW * 5
 
 
 class RunningWatcher:
@@ -117,7 +120,7 @@ def test_slow_chunked_write_is_recorded_once_and_complete(
             time.sleep(0.2)
     # Then it is recorded once, with every byte
     wait_for(lambda: rows(database_url), timeout=5)
-    time.sleep(1.2)
+    stays(lambda: len(rows(database_url)) == 1, 3.0)  # three of its 1 s windows
     recorded = rows(database_url)
     assert len(recorded) == 1
     assert bytes(recorded[0]["content"]) == body
@@ -134,13 +137,13 @@ def test_thousand_files_at_once_are_all_recorded_exactly_once(
     for i in range(1000):
         (watch_dir / f"f{i:04}.json").write_text(f'{{"tasks": [{{"id": "T{i}"}}]}}')
     wait_for(lambda: count(database_url, "SELECT count(*) FROM pending_inputs") >= 1000, 30)
-    time.sleep(WINDOW * 2)
+    stays(lambda: count(database_url, "SELECT count(*) FROM pending_inputs") == 1000, SETTLED)
     recorded = rows(database_url, "SELECT filename, status FROM pending_inputs")
     assert sorted(r["filename"] for r in recorded) == [f"f{i:04}.json" for i in range(1000)]
     assert {r["status"] for r in recorded} == {"queued"}
     # and each is enqueued once for planning
     wait_for(lambda: len(plan_queue_ids(redis_conn)) >= 1000, timeout=30)
-    time.sleep(0.3)
+    stays(lambda: redis_conn.llen("rq:queue:plan_queue") == 1000, 1.0)
     ids = plan_queue_ids(redis_conn)
     assert len(ids) == 1000 and len(set(ids)) == 1000
 
@@ -163,8 +166,7 @@ def test_rename_into_place_records_the_final_name_only(
     hidden = watch_dir / ".plan2.yaml"
     tmp.write_text("tasks: [{id: A}]\n")
     hidden.write_text("tasks: [{id: B}]\n")
-    time.sleep(WINDOW * 3)
-    assert rows(database_url) == []
+    stays(lambda: rows(database_url) == [], SETTLED)
     tmp.rename(watch_dir / "plan.yaml")
     hidden.rename(watch_dir / "plan2.yaml")
     wait_for(lambda: len(rows(database_url)) == 2)
@@ -197,7 +199,7 @@ def test_overwrite_and_delete_after_recording_lose_nothing(
     f.write_bytes(b"tasks: [{id: NEW}]\n")
     wait_for(lambda: len(rows(database_url)) == 2)
     f.unlink()
-    time.sleep(WINDOW * 2)
+    stays(lambda: len(rows(database_url)) == 2, SETTLED)
     contents = [bytes(r["content"]) for r in rows(database_url)]
     assert contents == [b"tasks: [{id: ORIGINAL}]\n", b"tasks: [{id: NEW}]\n"]
 
@@ -208,10 +210,9 @@ def test_file_deleted_before_stable_leaves_nothing(
     w = start_watcher(stability_window=1.0)
     f = watch_dir / "gone.yaml"
     f.write_text("tasks: []\n")
-    time.sleep(0.3)
+    wait_for(lambda: len(w.watcher.tracker) == 1)  # seen, not yet stable
     f.unlink()
-    time.sleep(1.5)
-    assert rows(database_url) == []
+    stays(lambda: rows(database_url) == [], 3.0)  # three of its 1 s windows
     assert count(database_url, "SELECT count(*) FROM events") == 0
     assert len(w.watcher.tracker) == 0
 
@@ -235,7 +236,7 @@ def test_refusals_are_failed_inputs_with_specific_errors(
     (watch_dir / "archive").mkdir()
     (watch_dir / "ok.yaml").write_text("tasks: [{id: OK}]\n")
     wait_for(lambda: len(rows(database_url)) == 6)
-    time.sleep(WINDOW * 2)
+    stays(lambda: len(rows(database_url)) == 6, SETTLED)
     by_name = {r["filename"]: r for r in rows(database_url)}
     assert set(by_name) == {
         "big.json", "locked.yaml", "escape.yaml", "pipe.json", "tasks.json", "ok.yaml"
@@ -283,8 +284,7 @@ def test_auto_plan_decides_the_enqueue(
         wait_for(lambda: plan_queue_ids(redis_conn) == [row["id"]], timeout=10)
     else:
         assert row["status"] == models.InputStatus.PENDING
-        time.sleep(1.0)
-        assert plan_queue_ids(redis_conn) == []
+        stays(lambda: plan_queue_ids(redis_conn) == [], SETTLED)
 
 
 def test_two_watchers_record_each_file_once(
@@ -298,12 +298,10 @@ def test_two_watchers_record_each_file_once(
     for i in range(200):
         (watch_dir / f"t{i}.json").write_text(f'{{"tasks": [{{"id": "T{i}"}}]}}')
     wait_for(lambda: count(database_url, "SELECT count(*) FROM pending_inputs") >= 200, 20)
-    time.sleep(WINDOW * 3)
-    assert count(database_url, "SELECT count(*) FROM pending_inputs") == 200
+    stays(lambda: count(database_url, "SELECT count(*) FROM pending_inputs") == 200, SETTLED)
     assert count(database_url, "SELECT count(*) FROM events WHERE kind='input_duplicate'") == 0
     wait_for(lambda: len(plan_queue_ids(redis_conn)) >= 200, timeout=20)
-    time.sleep(0.3)
-    assert len(plan_queue_ids(redis_conn)) == 200
+    stays(lambda: redis_conn.llen("rq:queue:plan_queue") == 200, 1.0)
 
 
 def test_restart_does_not_record_or_announce_again(
@@ -317,9 +315,8 @@ def test_restart_does_not_record_or_announce_again(
     events = count(database_url, "SELECT count(*) FROM events")
     second = start_watcher()
     second.watcher.scan(time.time())
-    time.sleep(WINDOW * 3)
-    assert count(database_url, "SELECT count(*) FROM pending_inputs") == 1
-    assert count(database_url, "SELECT count(*) FROM events") == events
+    stays(lambda: count(database_url, "SELECT count(*) FROM pending_inputs") == 1
+          and count(database_url, "SELECT count(*) FROM events") == events, SETTLED)
 
 
 def test_watch_dir_setting_moves_the_watcher(
@@ -328,8 +325,9 @@ def test_watch_dir_setting_moves_the_watcher(
     database_url: str,
     store: Store,
 ) -> None:
-    w = start_watcher()
+    w = start_watcher(watch_root=tmp_path)
     other = tmp_path / "elsewhere"
+    other.mkdir()  # the watcher creates no folder for the setting
     store.settings.update(watch_dir=str(other), set_watch_dir=True)
     wait_for(lambda: w.watcher._root == other.resolve(), timeout=5)
     (other / "moved.yaml").write_text("tasks: [{id: M}]\n")

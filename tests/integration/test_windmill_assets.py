@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from planfleet.config import SHIPPED_SCRIPTS
 from planfleet.dispatch import JobState, JobStatus
 from planfleet.dispatch.local import LocalDispatcher
 from tests.support.fake_youtrack import FakeYouTrack, issue
 
-ASSETS = Path(__file__).resolve().parents[2] / "deploy" / "windmill"
+ASSETS = SHIPPED_SCRIPTS
 
 
 @pytest.fixture

@@ -497,7 +497,14 @@ def main() -> None:
     print(json.dumps({"url": fake.url, "token": fake.token, "workspace": fake.workspace}),
           flush=True)
     sys.stdin.read()
-    print(json.dumps({"executions": len(fake.executions), "jobs": len(fake.jobs)}), flush=True)
+    kinds = {"get": "/jobs_u/get/", "list": "/jobs/list_filtered_uuids", "clock": "/jobs/db_clock",
+             "result_maybe": "/get_result_maybe/", "run": "/jobs/run/"}
+    with fake.lock:
+        requests = {k: sum(1 for r in fake.requests if frag in r.path) for k, frag in kinds.items()}
+        completed = {j.id: j.completed_at.timestamp() for j in fake.jobs.values()
+                     if j.completed_at is not None}
+    print(json.dumps({"executions": len(fake.executions), "jobs": len(fake.jobs),
+                      "requests": requests, "completed": completed}), flush=True)
     fake.close()
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from planfleet import assets
+from planfleet.config import SHIPPED_SCRIPTS
 
-SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "windmill"
+SHIPPED = SHIPPED_SCRIPTS
 BIN = str(Path(sys.executable).parent / "planfleet")
 
 

@@ -1,6 +1,7 @@
 // planfleet UI: keeps the page live (fetches its main part again every 2 s) and sends the
-// buttons, toggles and settings form to the REST API with the API token (kept in this
-// browser's localStorage; `planfleet up` prints a link that carries it after '#token=').
+// buttons, toggles and settings form to the REST API. The browser signs in with a session
+// cookie that no script can read (HttpOnly): `planfleet up` prints a link that carries the
+// token after '#token='; this script trades it at /login for the cookie and forgets it.
 (function () {
   "use strict";
   var main = document.getElementById("main");
@@ -8,16 +9,22 @@
   var toast = document.getElementById("toast");
   var m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
   if (m) {
-    localStorage.setItem("planfleet-token", decodeURIComponent(m[1]));
+    var token = decodeURIComponent(m[1]);
     history.replaceState(null, "", location.pathname + location.search);
+    var next = location.pathname === "/login"
+      ? (new URLSearchParams(location.search).get("next") || "/")
+      : location.pathname + location.search;
+    fetch("/login", {method: "POST", redirect: "manual",
+                     headers: {"Content-Type": "application/x-www-form-urlencoded"},
+                     body: new URLSearchParams({token: token, next: next}).toString()})
+      .then(function (r) {
+        if (r.status === 403) throw new Error("the link's token is not this fleet's");
+        location.replace(next);
+      })
+      .catch(function (e) { if (toast) { toast.textContent = e.message; toast.className = "bad shown"; } });
+    return;
   }
-  var field = document.getElementById("token");
-  if (field) {
-    field.value = localStorage.getItem("planfleet-token") || "";
-    field.addEventListener("change", function () {
-      localStorage.setItem("planfleet-token", field.value.trim());
-    });
-  }
+  if (!main || !live) return; // the sign-in page: a plain form
 
   function say(text, bad) {
     toast.textContent = text;
@@ -28,8 +35,6 @@
 
   function call(method, url, body) {
     var headers = {"Accept": "application/json"};
-    var token = localStorage.getItem("planfleet-token");
-    if (token) headers["Authorization"] = "Bearer " + token;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     return fetch(url, {method: method, headers: headers,
                        body: body === undefined ? undefined : JSON.stringify(body)})
@@ -53,7 +58,11 @@
     }
     busy = true;
     fetch(location.pathname + location.search, {headers: {"X-Partial": "1"}})
-      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+      .then(function (r) {
+        if (r.status === 401) { location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search)); }
+        if (!r.ok) throw new Error(r.status);
+        return r.text();
+      })
       .then(function (html) {
         var focusId = active && active.id;
         main.innerHTML = html;

@@ -221,3 +221,14 @@ def test_per_task_step_policy_fields() -> None:
     assert (tl.tasks[1].max_attempts, tl.tasks[1].timeout) == (None, 90.0)
     codes = [c for c, _, _ in problems_of(b"tasks: [{id: A, max_attempts: 0, timeout: -1}]")]
     assert codes == ["bad_field", "bad_field"]
+
+
+def test_a_timeout_is_wall_clock_and_an_estimate_working_time() -> None:
+    tl = load(b"tasks: [{id: A, estimate: 1d, timeout: 1d}, {id: B, timeout: '90'}]", "a.yaml")
+    assert tl.tasks[0].estimate == 8 * 60  # minutes: a working day
+    assert tl.tasks[0].timeout == 24 * 3600  # seconds: a day
+    assert tl.tasks[1].timeout == 90.0  # a bare number is seconds, written as text or not
+    with pytest.raises(PlanningError) as info:
+        plan_bytes(b"tasks: [{id: A, timeout: soon}]", "a.yaml")
+    (problem,) = info.value.problems
+    assert problem.field == "timeout" and "wall-clock duration" in problem.message

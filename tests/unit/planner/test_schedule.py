@@ -15,7 +15,7 @@ from planfleet.planner.tasks import SolverSpec, TaskList, TaskSpec
 
 
 def instance_of(tl: TaskList, m: int) -> tuple[sch.Instance, graph.Graph]:
-    g = graph.build(tl)
+    g = graph.validate(tl)
     caps = {n: s.capacity for n, s in tl.solvers.items() if s.capacity}
     inst, _ = _instance(tl, g, m, caps)
     return inst, g
