@@ -168,7 +168,7 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
     qa = data.get("qa")
     why = None if qa is None else script_paths.problem(qa)
     if why is not None:
-        problems.append(Problem("bad_script", f"qa: {why}", field="qa"))
+        problems.append(Problem("bad_script", why, field="qa"))
         qa = None
     policy = t.build_policy(data.get("policy"), problems)
     built = [t.build_task(raw, i, problems) for i, raw in enumerate(raw_tasks)]
