@@ -134,6 +134,10 @@ class Dispatching:
                 bound.warning("step_submit_retry", action="build", error=str(exc))
         if failed:
             self.wake(sorted(failed))
+        # a plan cancelled between the claim and the submission: its turn found no job to
+        # cancel yet, so the job just sent is cancelled here
+        for r in self.store.steps.cancelled_among([r["id"] for r in claimed]):
+            self.dispatcher.cancel(r["windmill_job_id"], "plan cancelled")
 
 
 def waiting_reasons(load: FleetLoad, config: Config, plan_id: int) -> dict[str, str]:
