@@ -28,7 +28,7 @@ from planfleet import models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, JobState, JobStatus, Submission
 from planfleet.planner.plan import Plan, PlanTask
-from planfleet.policy import effective
+from planfleet.policy import StepPolicy, effective
 from planfleet.schema.repositories import NextAttempt, Store
 from planfleet.workers import outcomes, retry
 from planfleet.workers.circuits import Breakers
@@ -71,10 +71,8 @@ class Build:
         self.tasks: Mapping[str, PlanTask] = self.plan.tasks
         self.solvers = self.plan.solvers
         self.solver_order: list[str] = self.plan.solver_order or list(self.solvers)
-        fleet = config.step_policy()
-        #: each task's effective step policy (the fleet's, the file's, the task's own)
-        self.policies = {t: effective(fleet, self.plan.policy, task.max_attempts, task.timeout)
-                         for t, task in self.tasks.items()}
+        self._fleet_policy = config.step_policy()
+        self._policies: dict[str, StepPolicy] = {}
         self.children: dict[str, list[str]] = {t: [] for t in self.tasks}
         for t, task in self.tasks.items():
             for d in task.depends_on:
@@ -83,6 +81,15 @@ class Build:
         self.breakers = Breakers(store, {task.script for task in self.tasks.values()},
                                  threshold=config.circuit_threshold,
                                  cooldown=config.circuit_cooldown)
+
+    def policy(self, task_id: str) -> StepPolicy:
+        """The task's effective step policy (the fleet's, the file's, the task's own)."""
+        got = self._policies.get(task_id)
+        if got is None:
+            task = self.tasks[task_id]
+            got = self._policies[task_id] = effective(
+                self._fleet_policy, self.plan.policy, task.max_attempts, task.timeout)
+        return got
 
     # -- a turn ---------------------------------------------------------------------------
 
@@ -122,7 +129,7 @@ class Build:
                       "plan_id": self.plan_id, "solver": (task.solver or [""])[0]},
              "priority": task.effective_priority, "rank": rank.get(t, len(rank)),
              "alone": not task.parallel,
-             "timeout": self.policies[t].timeout}
+             "timeout": self.policy(t).timeout}
             for t, task in self.tasks.items()
         ])
 
@@ -229,7 +236,7 @@ class Build:
     def _timeout(self, task_id: str, step: models.Step | None = None) -> float:
         if step is not None and step.timeout:
             return float(step.timeout)
-        return self.policies[task_id].timeout
+        return self.policy(task_id).timeout
 
     def _failed(self, step: models.Step, outcome: outcomes.Outcome, link: str | None) -> None:
         """Act on a failed attempt by its class: retry (with feedback, a longer timeout or the
@@ -243,7 +250,7 @@ class Build:
             "attempt": step.attempt, "error_type": kind, "error": error[:2000],
             "result": outcome.value}]
         nxt = NextAttempt(extra={"feedback": feedback})
-        policy = self.policies[step.task_id]
+        policy = self.policy(step.task_id)
         decision = retry.decide(step.tries, max_attempts=policy.max_attempts,
                                 base=policy.retry_base, cap=policy.retry_cap)
         question = None
