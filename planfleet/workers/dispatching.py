@@ -103,6 +103,7 @@ class Dispatching:
             for r in load.ready:
                 scripts[r["id"]] = r["script"]
             self.breakers.scripts = sorted(set(scripts.values()))
+            self.breakers.forget()  # a turn elsewhere may have opened one a moment ago
             open_ = {s for s in self.breakers.scripts if not self.breakers.allows(s)}
             if open_:  # its script's circuit is open: the step waits
                 candidates = [c for c in candidates if scripts[c.step_id] not in open_]
