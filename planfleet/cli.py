@@ -596,7 +596,8 @@ def plan_cmd(
         lines += [f"  - {planner.Problem(**w)}" for w in result.warnings]
         sys.stderr.write("\n".join(lines) + "\n")
     if windmill_flow:
-        sys.stdout.write(json.dumps(flow.to_windmill_flow(result), indent=2) + "\n")
+        sys.stdout.write(json.dumps(flow.to_windmill_flow(result, fleet=Config().step_policy()),
+                                    indent=2) + "\n")
     elif as_json:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:

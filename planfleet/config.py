@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from planfleet import defaults, script_paths
+from planfleet.policy import StepPolicy
 
 #: The Windmill assets shipped inside the package: scripts the local runner runs by default,
 #: with their metadata and ``wmill.yaml`` (``deploy/windmill`` in a checkout points here).
@@ -138,3 +139,10 @@ class Config(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # the environment wins over planfleet.toml
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def step_policy(self) -> StepPolicy:
+        """The fleet's step policy (a task file's ``policy`` and a task's own go on top:
+        :func:`planfleet.policy.effective`)."""
+        return StepPolicy(max_attempts=self.step_max_attempts, retry_base=self.step_retry_base,
+                          retry_cap=self.step_retry_cap, timeout=self.step_timeout,
+                          timeout_factor=self.timeout_factor, on_exhausted=self.on_exhausted)

@@ -7,13 +7,10 @@ import re
 from typing import Any
 
 from planfleet.planner.plan import Plan
+from planfleet.policy import StepPolicy, effective
 
-#: Retry of every module: attempts, first delay (s) and multiplier, as the design's defaults.
-RETRY_ATTEMPTS = 3
-RETRY_SECONDS = 30
+#: Each retry's delay is the one before times this (the step build's doubling backoff).
 RETRY_MULTIPLIER = 2
-#: Seconds a module may run.
-STEP_TIMEOUT = 1800
 
 
 def module_id(task_id: str, taken: set[str]) -> str:
@@ -33,17 +30,19 @@ def to_windmill_flow(
     *,
     plan_id: int | None = None,
     summary: str | None = None,
-    retry_attempts: int = RETRY_ATTEMPTS,
-    timeout: int = STEP_TIMEOUT,
+    fleet: StepPolicy | None = None,
 ) -> dict[str, Any]:
     """The OpenFlow definition of ``plan``: waves run one after the other, the tasks of a
-    wave in parallel (``branchall``); a failed task fails its wave and so the flow."""
+    wave in parallel (``branchall``); a failed task fails its wave and so the flow. Each
+    module's retries and timeout are the task's effective step policy over ``fleet``."""
+    fleet = fleet or StepPolicy()
     taken: set[str] = set()
     modules = []
     for w, wave in enumerate(plan.batches, start=1):
         branches = []
         for task_id in wave:
             task = plan.tasks[task_id]
+            policy = effective(fleet, plan.policy, task.max_attempts, task.timeout)
             args = {**task.args, "task_id": task_id, "title": task.title}
             if plan_id is not None:
                 args["plan_id"] = plan_id
@@ -60,13 +59,15 @@ def to_windmill_flow(
                             k: {"type": "static", "value": v} for k, v in args.items()
                         },
                     },
+                    # attempts after the first, from retry_base doubling (±20 %), as step
+                    # mode does
                     "retry": {"exponential": {
-                        "attempts": retry_attempts,
+                        "attempts": policy.max_attempts - 1,
                         "multiplier": RETRY_MULTIPLIER,
-                        "seconds": RETRY_SECONDS,
+                        "seconds": int(round(policy.retry_base)),
                         "random_factor": 20,
                     }},
-                    "timeout": {"type": "static", "value": timeout},
+                    "timeout": {"type": "static", "value": int(round(policy.timeout))},
                 }],
             })
         modules.append({

@@ -614,3 +614,7 @@ SELECT turn_wanted AS wished FROM plans WHERE id = %(id)s;
 -- name: lock_tracker
 -- Held by the one build worker that tracks the fleet's jobs (for the life of its connection).
 SELECT pg_try_advisory_lock(7015, 0) AS locked;
+
+-- name: cancelled_among
+-- Which of these steps were cancelled (their plan was, while their jobs were being submitted).
+SELECT id, windmill_job_id FROM steps WHERE id = ANY (%(ids)s) AND status = 'cancelled';

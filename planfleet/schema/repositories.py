@@ -544,6 +544,10 @@ class StepRepository:
             row = cur.fetchone()
         return None if row is None else int(row["plan_id"])
 
+    def cancelled_among(self, step_ids: list[int]) -> list[dict[str, Any]]:
+        """The steps of ``step_ids`` that are cancelled, with their job ids."""
+        return self._db.fetch_all("cancelled_among", {"ids": step_ids})
+
     def fleet_active(self) -> list[dict[str, Any]]:
         """Every step whose job runs, fleet-wide."""
         return self._db.fetch_all("fleet_active_steps", {})

@@ -28,6 +28,7 @@ from planfleet import models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, JobState, JobStatus, Submission
 from planfleet.planner.plan import Plan, PlanTask
+from planfleet.policy import StepPolicy, effective
 from planfleet.schema.repositories import NextAttempt, Store
 from planfleet.workers import outcomes, retry
 from planfleet.workers.circuits import Breakers
@@ -39,13 +40,6 @@ S = models.StepStatus
 RUNNING_AFTER = 1.0
 #: Seconds between a flow build's heartbeats (well under the staleness threshold).
 HEARTBEAT_EVERY = 1.0
-
-
-def step_policy(config: Config, plan: Plan) -> dict[str, Any]:
-    """The fleet's step policy with the task file's own on top."""
-    return {"max_attempts": config.step_max_attempts, "retry_base": config.step_retry_base,
-            "retry_cap": config.step_retry_cap, "timeout_factor": config.timeout_factor,
-            "on_exhausted": config.on_exhausted, **(plan.policy or {})}
 
 
 def job_status(observed: Mapping[str, Any]) -> JobStatus:
@@ -77,7 +71,8 @@ class Build:
         self.tasks: Mapping[str, PlanTask] = self.plan.tasks
         self.solvers = self.plan.solvers
         self.solver_order: list[str] = self.plan.solver_order or list(self.solvers)
-        self.policy = step_policy(config, self.plan)
+        self._fleet_policy = config.step_policy()
+        self._policies: dict[str, StepPolicy] = {}
         self.children: dict[str, list[str]] = {t: [] for t in self.tasks}
         for t, task in self.tasks.items():
             for d in task.depends_on:
@@ -86,6 +81,15 @@ class Build:
         self.breakers = Breakers(store, {task.script for task in self.tasks.values()},
                                  threshold=config.circuit_threshold,
                                  cooldown=config.circuit_cooldown)
+
+    def policy(self, task_id: str) -> StepPolicy:
+        """The task's effective step policy (the fleet's, the file's, the task's own)."""
+        got = self._policies.get(task_id)
+        if got is None:
+            task = self.tasks[task_id]
+            got = self._policies[task_id] = effective(
+                self._fleet_policy, self.plan.policy, task.max_attempts, task.timeout)
+        return got
 
     # -- a turn ---------------------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class Build:
                       "plan_id": self.plan_id, "solver": (task.solver or [""])[0]},
              "priority": task.effective_priority, "rank": rank.get(t, len(rank)),
              "alone": not task.parallel,
-             "timeout": float(task.timeout or self.config.step_timeout)}
+             "timeout": self.policy(t).timeout}
             for t, task in self.tasks.items()
         ])
 
@@ -232,7 +236,7 @@ class Build:
     def _timeout(self, task_id: str, step: models.Step | None = None) -> float:
         if step is not None and step.timeout:
             return float(step.timeout)
-        return float(self.tasks[task_id].timeout or self.config.step_timeout)
+        return self.policy(task_id).timeout
 
     def _failed(self, step: models.Step, outcome: outcomes.Outcome, link: str | None) -> None:
         """Act on a failed attempt by its class: retry (with feedback, a longer timeout or the
@@ -246,9 +250,9 @@ class Build:
             "attempt": step.attempt, "error_type": kind, "error": error[:2000],
             "result": outcome.value}]
         nxt = NextAttempt(extra={"feedback": feedback})
-        max_attempts = self.tasks[step.task_id].max_attempts or self.policy["max_attempts"]
-        decision = retry.decide(step.tries, max_attempts=max_attempts,
-                                base=self.policy["retry_base"], cap=self.policy["retry_cap"])
+        policy = self.policy(step.task_id)
+        decision = retry.decide(step.tries, max_attempts=policy.max_attempts,
+                                base=policy.retry_base, cap=policy.retry_cap)
         question = None
         if kind == outcomes.SPECIFICATION:
             question = outcome.question or error
@@ -258,11 +262,11 @@ class Build:
                               extra={"feedback": feedback, "solver": solver})
             decision = retry.Decision(retry=True, delay=0.0)  # another agent: at once
         elif kind == outcomes.TIMEOUT and decision.retry:
-            longer = min(self._timeout(step.task_id, step) * self.policy["timeout_factor"],
+            longer = min(self._timeout(step.task_id, step) * policy.timeout_factor,
                          self.config.timeout_cap)
             nxt = NextAttempt(timeout=longer, extra={"feedback": feedback})
         if question is None and not decision.retry:
-            if self.policy["on_exhausted"] == "fail":
+            if policy.on_exhausted == "fail":
                 self.store.steps.finish(step.id, S.FAILED, error=error, result=result,
                                         error_type=kind)
                 self.log.warning("step_failed", action="build", task_id=step.task_id,

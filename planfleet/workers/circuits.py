@@ -34,6 +34,10 @@ class Breakers:
             self._read_at = now
         return self._known.get(script), now - self._read_at
 
+    def forget(self) -> None:
+        """Read the circuits again at the next look (another process may have opened one)."""
+        self._read_at = -REFRESH
+
     def allows(self, script: str) -> bool:
         """Whether a step of ``script`` may start now (the first step after a cool-down is
         the circuit's one trial)."""

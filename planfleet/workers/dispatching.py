@@ -103,6 +103,7 @@ class Dispatching:
             for r in load.ready:
                 scripts[r["id"]] = r["script"]
             self.breakers.scripts = sorted(set(scripts.values()))
+            self.breakers.forget()  # a turn elsewhere may have opened one a moment ago
             open_ = {s for s in self.breakers.scripts if not self.breakers.allows(s)}
             if open_:  # its script's circuit is open: the step waits
                 candidates = [c for c in candidates if scripts[c.step_id] not in open_]
@@ -134,6 +135,10 @@ class Dispatching:
                 bound.warning("step_submit_retry", action="build", error=str(exc))
         if failed:
             self.wake(sorted(failed))
+        # a plan cancelled between the claim and the submission: its turn found no job to
+        # cancel yet, so the job just sent is cancelled here
+        for r in self.store.steps.cancelled_among([r["id"] for r in claimed]):
+            self.dispatcher.cancel(r["windmill_job_id"], "plan cancelled")
 
 
 def waiting_reasons(load: FleetLoad, config: Config, plan_id: int) -> dict[str, str]:

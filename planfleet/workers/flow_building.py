@@ -70,8 +70,7 @@ class FlowBuild(Build):
             if not self.store.plans.set_flow_job(self.plan_id, self.worker, job_id):
                 return self._lost()
         flow = to_windmill_flow(self.plan, plan_id=self.plan_id,
-                                retry_attempts=self.config.step_max_attempts - 1,
-                                timeout=int(self.config.step_timeout))
+                                fleet=self.config.step_policy())
         started = False
         beat = 0.0
         delay = self.config.windmill_retry_base
