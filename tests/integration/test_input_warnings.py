@@ -63,14 +63,14 @@ def test_warnings_reach_the_store_api_ui_and_cli(rt: Runtime, client: TestClient
     codes = sorted((w["code"], w["line"]) for w in got.warnings)
     assert codes == [("not_a_task", 9), ("unreadable_task", 5)]
 
-    detail = client.get(f"/api/pending-inputs/{input_id}").json()
+    detail = client.get(f"/api/pending-inputs/{input_id}", headers=AUTH).json()
     assert [w["line"] for w in detail["warnings"]] == [w["line"] for w in got.warnings]
-    listed = client.get("/api/pending-inputs").json()["items"]
+    listed = client.get("/api/pending-inputs", headers=AUTH).json()["items"]
     assert next(i for i in listed if i["id"] == input_id)["warnings"] == detail["warnings"]
     (plan,) = rt.store.plans.of_input(input_id)
     assert plan.summary["warnings"] == 2
 
-    page = client.get(f"/inputs/{input_id}").text
+    page = client.get(f"/inputs/{input_id}", headers=AUTH).text
     assert "Warnings (2)" in page and "TXXX Placeholder" in page and "line 9" in page
 
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
@@ -99,7 +99,7 @@ def test_a_clean_file_has_no_warnings(rt: Runtime, client: TestClient) -> None:
     input_id = planned_input(rt, client, b"## Phase 1\n- [ ] T001 One\n- [ ] T002 Two\n",
                              "tasks.md")
     assert rt.store.inputs.get(input_id).warnings == []
-    page = client.get(f"/inputs/{input_id}").text
+    page = client.get(f"/inputs/{input_id}", headers=AUTH).text
     assert "input-warnings" not in page
 
 
@@ -110,9 +110,9 @@ def test_a_refused_file_keeps_its_warnings_beside_its_problems(rt: Runtime,
     r = client.post("/api/inputs?filename=tasks.md", content=doc, headers=AUTH)
     input_id = int(r.json()["input_id"])
     assert planning.plan_input(rt, input_id, "job-x") is None
-    detail = client.get(f"/api/pending-inputs/{input_id}").json()
+    detail = client.get(f"/api/pending-inputs/{input_id}", headers=AUTH).json()
     assert detail["status"] == "failed"
     assert [p["code"] for p in detail["problems"]] == ["duplicate_id"]
     assert [(w["code"], w["line"]) for w in detail["warnings"]] == [("unreadable_task", 4)]
-    page = client.get(f"/inputs/{input_id}").text
+    page = client.get(f"/inputs/{input_id}", headers=AUTH).text
     assert "Why it failed" in page and "Warnings (1)" in page
