@@ -510,8 +510,25 @@ UPDATE plans SET turn_wanted = false WHERE id = %(id)s AND turn_wanted
 RETURNING id;
 
 -- name: plan_turned
--- A turn of the plan ended (what the reconciler reads to find a plan no turn moves).
-UPDATE plans SET heartbeat_at = now() WHERE id = %(id)s
+-- A turn of the plan ended (what the reconciler reads to find a plan no turn moves); a turn
+-- that ended well clears the count of failed ones.
+UPDATE plans SET heartbeat_at = now(), turn_failures = 0 WHERE id = %(id)s
+RETURNING id;
+
+-- name: turn_failed
+-- A turn of the plan ended with an unexpected error: how many in a row now.
+UPDATE plans SET turn_failures = turn_failures + 1, heartbeat_at = now() WHERE id = %(id)s
+RETURNING turn_failures;
+
+-- name: fail_poisoned_plan
+-- Its turns keep failing: the plan fails with the error, its pending steps are cancelled.
+WITH p AS (
+    UPDATE plans SET status = 'failed', error = %(error)s
+    WHERE id = %(id)s AND status IN ('queued', 'building', 'paused')
+    RETURNING id
+)
+UPDATE steps SET status = 'cancelled', error = %(error)s, finished_at = now(), updated_at = now()
+WHERE plan_id IN (SELECT id FROM p) AND status = 'pending'
 RETURNING id;
 
 -- name: mark_ready

@@ -350,6 +350,15 @@ class PlanRepository(_Guarded):
         rows = self._db.fetch_all("turn_wished", {"id": plan_id})
         return bool(rows and rows[0]["wished"])
 
+    def turn_failed(self, plan_id: int) -> int:
+        """Count a turn that ended with an unexpected error; the count of such turns in a row."""
+        rows = self._db.fetch_all("turn_failed", {"id": plan_id})
+        return int(rows[0]["turn_failures"]) if rows else 0
+
+    def fail_poisoned(self, plan_id: int, error: str) -> None:
+        """queued | building | paused -> failed with ``error``; its pending steps cancelled."""
+        self._db.fetch_all("fail_poisoned_plan", {"id": plan_id, "error": error})
+
     def turned(self, plan_id: int) -> None:
         self._db.matched("plan_turned", {"id": plan_id})
 

@@ -15,6 +15,7 @@ from planfleet import models
 from planfleet.dispatch import Dispatcher
 from planfleet.planner.plan import Plan
 from planfleet.runtime import Runtime
+from planfleet.workers import poison
 from planfleet.workers.building import Build
 from planfleet.workers.dispatching import Dispatching
 
@@ -59,10 +60,31 @@ def _one(rt: Runtime, plan_id: int, dispatcher: Dispatcher, worker: str) -> P:
     record = rt.store.plans.get(plan_id)
     if record.status not in (P.QUEUED, P.BUILDING, P.PAUSED, P.CANCELLED) or record.plan is None:
         return record.status  # nothing moves it now (a person decides, or it has ended)
-    build = Build(rt.store, dispatcher, rt.config, record, worker, typed_plan(record))
     try:
+        build = Build(rt.store, dispatcher, rt.config, record, worker, typed_plan(record))
         if record.status is P.QUEUED and not build.start():
-            return rt.store.plans.status(plan_id)
-        return build.turn()
-    finally:
-        rt.store.plans.turned(plan_id)
+            status = rt.store.plans.status(plan_id)
+        else:
+            status = build.turn()
+    except Exception as exc:
+        return _poisoned(rt, plan_id, dispatcher, exc)
+    rt.store.plans.turned(plan_id)
+    return status
+
+
+def _poisoned(rt: Runtime, plan_id: int, dispatcher: Dispatcher, exc: Exception) -> P:
+    """A turn ended with an error: the fleet's (re-raised, for RQ to retry) or, after a few in
+    a row, the plan's own (it fails with the error instead of being turned for ever)."""
+    if isinstance(exc, poison.NOT_POISON):
+        raise exc
+    verdict = poison.after_error(exc, rt.store.plans.turn_failed(plan_id),
+                                 rt.config.plan_max_attempts)
+    if not verdict.fail:
+        raise exc
+    rt.store.plans.fail_poisoned(plan_id, verdict.error)
+    for step in rt.store.steps.latest(plan_id).values():
+        if step.active:
+            dispatcher.cancel(step.job, "plan failed")
+            rt.store.steps.finish(step.id, models.StepStatus.CANCELLED, error=verdict.error)
+    log.error("plan_poisoned", action="build", plan_id=plan_id, error=verdict.error)
+    return P.FAILED

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg
+
 from planfleet import models
 from tests.conftest import wait_for
 from tests.integration.conftest import Fleet
@@ -100,3 +102,23 @@ def test_a_ready_step_says_why_it_waits_and_starts_when_capacity_is_raised(
     wait_for(lambda: fleet.store.plans.get(plan.id).status is models.PlanStatus.BUILT, 30)
     assert fleet.cli("solvers", "remove", "angrav").returncode == 0
     assert fleet.cli("solvers", "remove", "angrav").returncode != 0
+
+
+def test_a_plan_whose_turns_keep_failing_fails_with_the_error(fleet: Fleet) -> None:
+    # Given a plan whose document a turn cannot read (an unexpected error in every turn)
+    fleet.store.settings.update(auto_build=False)
+    fleet.workers()
+    fleet.submit(fleet.task_file([{"id": "A"}]))
+    plan = wait_for(lambda: (ps := fleet.store.plans.list()) and ps[0].status
+                    is models.PlanStatus.READY_FOR_BUILD and ps[0], timeout=60)
+    with psycopg.connect(fleet.config.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE plans SET plan = plan - 'tasks' WHERE id = %s",
+                     (plan.id,))  # type: ignore[union-attr]
+    # When it is built
+    assert fleet.cli("enqueue-build", str(plan.id)).returncode == 0  # type: ignore[union-attr]
+    # Then after a few turns it fails with the error, instead of being turned for ever
+    got = wait_for(lambda: (p := fleet.store.plans.get(plan.id)).status  # type: ignore[union-attr]
+                   is models.PlanStatus.FAILED and p, timeout=90, interval=0.2)
+    assert "failed 3 times with an unexpected error: ValidationError" in got.error  # type: ignore[union-attr]
+    assert {s.status for s in fleet.store.steps.all(plan.id)} <= {  # type: ignore[union-attr]
+        models.StepStatus.CANCELLED}
