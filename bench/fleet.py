@@ -75,7 +75,8 @@ def plan_all(rt: Runtime, files: list[bytes]) -> list[int]:
         (out,) = rt.store.inputs.record_files("/bench", [FileVersion(
             f"p{k}.yaml", len(content), k, hashlib.sha256(content).hexdigest(), content)],
             queue=True)
-        planning.plan_input(rt, out.input_id, "bench")
+        if planning.plan_input(rt, out.input_id, "bench") is None:
+            raise SystemExit(f"input {k} was not planned: {rt.store.inputs.get(out.input_id).error}")
         ids.append(out.input_id)
     return [p.id for p in rt.store.plans.list(limit=100_000)]
 
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             info = json.loads(fake.stdout.readline())
             env.update(PLANFLEET_DISPATCH="windmill", WINDMILL_URL=info["url"],
                        WINDMILL_TOKEN=info["token"], WINDMILL_WORKSPACE=info["workspace"])
-        config = Config(database_url=url, redis_url=rurl)
+        config = Config(database_url=url, redis_url=rurl, scripts_dir=ROOT / "tests" / "scripts")
         store = Store.from_url(url)
         rt = Runtime(config=config, store=store, queues=queues.Queues(queues.connect(rurl)))
         store.fleet.set_solver("agent", args.capacity)
