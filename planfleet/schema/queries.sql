@@ -557,6 +557,25 @@ FROM steps s JOIN plans p ON p.id = s.plan_id
 WHERE s.status = 'pending' AND s.ready_at IS NOT NULL
   AND (s.not_before IS NULL OR s.not_before <= now()) AND p.status = 'building';
 
+-- name: startable_steps
+-- The ready steps that a slot could take now: as ready_steps, less those whose solver's
+-- fleet-wide capacity is all busy (they wait for an end, which brings another round); a step
+-- that runs alone stays, since it holds the rest of its plan back even while it waits.
+WITH busy AS (
+    SELECT solver, count(*) AS n FROM steps
+    WHERE status IN ('dispatched', 'running', 'needs_qa') AND solver IS NOT NULL
+    GROUP BY solver
+)
+SELECT s.id, s.plan_id, s.task_id, s.solver, s.script, s.priority, s.rank, s.alone,
+       extract(epoch FROM now() - greatest(s.ready_at, coalesce(s.not_before, s.ready_at)))
+           AS waited
+FROM steps s JOIN plans p ON p.id = s.plan_id
+LEFT JOIN solvers v ON v.name = s.solver
+LEFT JOIN busy b ON b.solver = s.solver
+WHERE s.status = 'pending' AND s.ready_at IS NOT NULL
+  AND (s.not_before IS NULL OR s.not_before <= now()) AND p.status = 'building'
+  AND (s.alone OR v.name IS NULL OR coalesce(b.n, 0) < v.capacity);
+
 -- name: active_load
 -- What runs now, by plan, solver and whether it runs alone.
 SELECT plan_id, solver, alone, count(*)::integer AS n

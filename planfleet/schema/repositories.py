@@ -590,8 +590,10 @@ class FleetRepository:
             return self._load(cur)
 
     @staticmethod
-    def _load(cur: Cursor) -> FleetLoad:
-        cur.execute(queries.get("ready_steps"))
+    def _load(cur: Cursor, *, startable: bool = False) -> FleetLoad:
+        """``startable``: only the ready steps a slot could take now (not those of a solver
+        whose capacity is all busy)."""
+        cur.execute(queries.get("startable_steps" if startable else "ready_steps"))
         ready = cur.fetchall()
         cur.execute(queries.get("active_load"))
         active = {(r["plan_id"], r["solver"], r["alone"]): r["n"] for r in cur.fetchall()}
@@ -612,7 +614,7 @@ class FleetRepository:
         pairs, mark those steps dispatched, all in one transaction; the claimed steps."""
         with self._db.transaction() as cur:
             cur.execute(queries.get("lock_fleet_dispatch"))
-            load = self._load(cur)
+            load = self._load(cur, startable=True)
             if not load.ready:
                 return []
             picks = choose(load)
