@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from planfleet import durations, models, queues
 from planfleet.api import charts, redact, routes, security
 from planfleet.runtime import Runtime
-from planfleet.workers.dispatching import waiting_reasons
+from planfleet.workers.dispatching import running_plans, waiting_reasons
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["paths"] = redact.paths
@@ -101,18 +101,16 @@ def fleet_page(request: Request) -> HTMLResponse:
     rt = routes.runtime(request)
     load = rt.store.fleet.load()
     running: dict[int, int] = {}
-    holders: dict[str, set[int]] = {}
-    for (plan_id, solver, _), n in load.active.items():
+    for (plan_id, _, _), n in load.active.items():
         running[plan_id] = running.get(plan_id, 0) + n
-        if solver is not None:
-            holders.setdefault(solver, set()).add(plan_id)
+    holders = running_plans(load)
     waiting: dict[int, int] = {}
     waiters: dict[str, set[int]] = {}
     for r in load.ready:
         waiting[r["plan_id"]] = waiting.get(r["plan_id"], 0) + 1
         if r["solver"] is not None:
             waiters.setdefault(r["solver"], set()).add(r["plan_id"])
-    solvers = [{**row, "running_plans": sorted(holders.get(row["name"], ())),
+    solvers = [{**row, "running_plans": holders.get(row["name"], []),
                 "waiting_plans": sorted(waiters.get(row["name"], ()))}
                for row in rt.store.fleet.solvers()]
     plans = [{"id": p, "running": running.get(p, 0), "waiting": waiting.get(p, 0)}

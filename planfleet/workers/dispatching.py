@@ -141,13 +141,18 @@ class Dispatching:
             self.dispatcher.cancel(r["windmill_job_id"], "plan cancelled")
 
 
+def running_plans(load: FleetLoad) -> dict[str, list[int]]:
+    """Per solver, the plans whose steps run on it now."""
+    holders: dict[str, set[int]] = {}
+    for (plan_id, solver, _), n in load.active.items():
+        if solver is not None and n:
+            holders.setdefault(solver, set()).add(plan_id)
+    return {s: sorted(p) for s, p in holders.items()}
+
+
 def waiting_reasons(load: FleetLoad, config: Config, plan_id: int) -> dict[str, str]:
     """Why each ready step of the plan has not started, in words."""
     candidates, plans, fleet = snapshot(load, config)
-    holders: dict[str, set[int]] = {}
-    for (pid, solver, _), n in load.active.items():
-        if solver is not None and n:
-            holders.setdefault(solver, set()).add(pid)
-    return {c.task_id: sharing.waiting_reason(c, plans[c.plan_id], fleet,
-                                              {s: sorted(p) for s, p in holders.items()})
+    holders = running_plans(load)
+    return {c.task_id: sharing.waiting_reason(c, plans[c.plan_id], fleet, holders)
             for c in candidates if c.plan_id == plan_id}
