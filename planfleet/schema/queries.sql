@@ -557,30 +557,89 @@ FROM steps s JOIN plans p ON p.id = s.plan_id
 WHERE s.status = 'pending' AND s.ready_at IS NOT NULL
   AND (s.not_before IS NULL OR s.not_before <= now()) AND p.status = 'building';
 
--- name: startable_steps
--- The ready steps that a slot could take now: as ready_steps, less those whose solver's
--- fleet-wide capacity is all busy (they wait for an end, which brings another round); a step
--- that runs alone stays, since it holds the rest of its plan back even while it waits.
-WITH busy AS (
-    SELECT solver, count(*) AS n FROM steps
-    WHERE status IN ('dispatched', 'running', 'needs_qa') AND solver IS NOT NULL
-    GROUP BY solver
-)
-SELECT s.id, s.plan_id, s.task_id, s.solver, s.script, s.priority, s.rank, s.alone,
-       extract(epoch FROM now() - greatest(s.ready_at, coalesce(s.not_before, s.ready_at)))
-           AS waited
-FROM steps s JOIN plans p ON p.id = s.plan_id
-LEFT JOIN solvers v ON v.name = s.solver
-LEFT JOIN busy b ON b.solver = s.solver
-WHERE s.status = 'pending' AND s.ready_at IS NOT NULL
-  AND (s.not_before IS NULL OR s.not_before <= now()) AND p.status = 'building'
-  AND (s.alone OR v.name IS NULL OR coalesce(b.n, 0) < v.capacity);
-
 -- name: active_load
 -- What runs now, by plan, solver and whether it runs alone.
 SELECT plan_id, solver, alone, count(*)::integer AS n
 FROM steps WHERE status IN ('dispatched', 'running', 'needs_qa')
 GROUP BY plan_id, solver, alone;
+
+-- name: plans_active_load
+-- What runs now of the given plans, by plan, solver and whether it runs alone.
+SELECT plan_id, solver, alone, count(*)::integer AS n
+FROM steps WHERE status IN ('dispatched', 'running', 'needs_qa') AND plan_id = ANY (%(ids)s)
+GROUP BY plan_id, solver, alone;
+
+-- name: fleet_busy
+-- Steps running now, fleet-wide, by solver (NULL: steps of no solver).
+SELECT solver, count(*)::integer AS n
+FROM steps WHERE status IN ('dispatched', 'running', 'needs_qa')
+GROUP BY solver;
+
+-- name: dispatch_candidates
+-- The ready steps a dispatch round weighs: those a slot could take now (their plan below its
+-- max_parallel, no step of it running alone, their solver and the plan's own capacity for it
+-- not all busy, their script's circuit closed or due for its trial; a step that runs alone
+-- stays, since it holds the rest of its plan back even while it waits), in the sharing policy's order (planfleet.workers.sharing.order: standing,
+-- then round-robin over plans served longest ago first, each plan in its own order), and at
+-- most %(margin)s beyond what the fleet and each solver have free: a round reads what it may
+-- start, not every waiting step (when the margin was not enough, it reads them all).
+WITH busy AS (
+    SELECT solver, count(*) AS n FROM steps
+    WHERE status IN ('dispatched', 'running', 'needs_qa') AND solver IS NOT NULL
+    GROUP BY solver
+), plan_load AS (
+    SELECT plan_id, count(*) AS n, bool_or(alone) AS alone FROM steps
+    WHERE status IN ('dispatched', 'running', 'needs_qa')
+    GROUP BY plan_id
+), plan_solver_load AS (
+    SELECT plan_id, solver, count(*) AS n FROM steps
+    WHERE status IN ('dispatched', 'running', 'needs_qa') AND solver IS NOT NULL
+    GROUP BY plan_id, solver
+), ready AS (
+    SELECT s.id, s.plan_id, s.task_id, s.solver, s.script, s.priority, s.rank, s.alone,
+           extract(epoch FROM now() - greatest(s.ready_at, coalesce(s.not_before, s.ready_at)))
+               AS waited,
+           extract(epoch FROM now() - p.served_at) AS since_served,
+           v.capacity - coalesce(b.n, 0) AS solver_free
+    FROM steps s JOIN plans p ON p.id = s.plan_id
+    LEFT JOIN solvers v ON v.name = s.solver
+    LEFT JOIN busy b ON b.solver = s.solver
+    LEFT JOIN plan_load l ON l.plan_id = s.plan_id
+    LEFT JOIN plan_solver_load ps ON ps.plan_id = s.plan_id AND ps.solver = s.solver
+    LEFT JOIN circuits c ON c.script = s.script
+    WHERE s.status = 'pending' AND s.ready_at IS NOT NULL
+      AND (s.not_before IS NULL OR s.not_before <= now()) AND p.status = 'building'
+      AND (c.state IS NULL OR c.state = 'closed'
+           OR (c.state = 'open' AND c.opened_at <= now() - make_interval(secs => %(cooldown)s))
+           OR (c.state = 'half_open'
+               AND c.updated_at <= now() - make_interval(secs => %(cooldown)s)))
+      AND NOT coalesce(l.alone, false) AND coalesce(l.n, 0) < coalesce(p.max_parallel, 1)
+      AND (s.alone OR (
+          (v.name IS NULL OR coalesce(b.n, 0) < v.capacity)
+          AND (s.solver IS NULL OR p.solver_caps IS NULL OR NOT p.solver_caps ? s.solver
+               OR coalesce(ps.n, 0) < (p.solver_caps ->> s.solver)::integer)))
+), ranked AS (
+    SELECT r.*,
+           r.priority + 25 * floor(greatest(r.waited, 0) / %(aging)s::float8)::integer
+               AS standing
+    FROM ready r
+), keyed AS (
+    SELECT k.*, row_number() OVER (PARTITION BY k.plan_id, k.standing
+                                   ORDER BY k.rank, k.task_id) AS depth
+    FROM ranked k
+), placed AS (
+    SELECT q.*,
+           row_number() OVER (ORDER BY q.standing DESC, q.depth,
+                              q.since_served DESC NULLS FIRST, q.plan_id) AS place,
+           row_number() OVER (PARTITION BY q.solver ORDER BY q.standing DESC, q.depth,
+                              q.since_served DESC NULLS FIRST, q.plan_id) AS solver_place
+    FROM keyed q
+)
+SELECT id, plan_id, task_id, solver, script, priority, rank, alone, waited, solver_free
+FROM placed
+WHERE place <= %(free)s + %(margin)s
+  AND (alone OR solver_free IS NULL OR solver_place <= greatest(solver_free, 0) + %(margin)s)
+ORDER BY place;
 
 -- name: plan_limits
 -- The plans' own limits and when they were last served.

@@ -571,11 +571,21 @@ class FleetLoad:
     """What the fleet runs and may start, read in one dispatch transaction."""
 
     ready: list[dict[str, Any]]
-    #: (plan_id, solver, alone) -> steps running
+    #: (plan_id, solver, alone) -> steps running, for the plans of ``ready`` (all plans when
+    #: read by :meth:`FleetRepository.load`)
     active: dict[tuple[int, str | None, bool], int]
     plans: dict[int, dict[str, Any]]
     solver_caps: dict[str, int]
     max_running: int
+    #: steps running now fleet-wide, per solver
+    busy: dict[str, int]
+    #: steps running now fleet-wide
+    running: int
+
+
+#: How many ready steps a dispatch round reads beyond the slots free (see dispatch_candidates).
+DISPATCH_MARGIN = 64
+_EVERY = 1 << 40
 
 
 class FleetRepository:
@@ -585,39 +595,63 @@ class FleetRepository:
         self._db = db
 
     def load(self) -> FleetLoad:
-        """A look at the fleet outside the dispatch lock (for the UI, metrics, reasons)."""
+        """Every ready step and everything running, outside the dispatch lock (for the UI,
+        metrics and why steps wait)."""
         with self._db.session() as cur:
-            return self._load(cur)
+            cur.execute(queries.get("ready_steps"))
+            ready = cur.fetchall()
+            cur.execute(queries.get("active_load"))
+            active = {(r["plan_id"], r["solver"], r["alone"]): r["n"] for r in cur.fetchall()}
+            busy: dict[str, int] = {}
+            for (_, solver, _), n in active.items():
+                if solver is not None:
+                    busy[solver] = busy.get(solver, 0) + n
+            return self._rest(cur, ready, active, busy, sum(active.values()))
 
     @staticmethod
-    def _load(cur: Cursor, *, startable: bool = False) -> FleetLoad:
-        """``startable``: only the ready steps a slot could take now (not those of a solver
-        whose capacity is all busy)."""
-        cur.execute(queries.get("startable_steps" if startable else "ready_steps"))
-        ready = cur.fetchall()
-        cur.execute(queries.get("active_load"))
-        active = {(r["plan_id"], r["solver"], r["alone"]): r["n"] for r in cur.fetchall()}
+    def _rest(cur: Cursor, ready: list[dict[str, Any]],
+              active: dict[tuple[int, str | None, bool], int], busy: dict[str, int],
+              running: int, max_running: int | None = None) -> FleetLoad:
         ids = sorted({r["plan_id"] for r in ready} | {p for p, _, _ in active})
         cur.execute(queries.get("plan_limits"), {"ids": ids})
         plans = {r["id"]: r for r in cur.fetchall()}
         cur.execute(queries.get("solver_capacities"))
         caps = {r["name"]: r["capacity"] for r in cur.fetchall()}
-        cur.execute(queries.get("get_settings"))
-        row = cur.fetchone()
-        assert row is not None
-        return FleetLoad(ready, active, plans, caps, row["max_running"])
+        if max_running is None:
+            cur.execute(queries.get("get_settings"))
+            row = cur.fetchone()
+            assert row is not None
+            max_running = int(row["max_running"])
+        return FleetLoad(ready, active, plans, caps, max_running, busy, running)
 
     def dispatch(
-        self, choose: Callable[[FleetLoad], list[tuple[int, uuid.UUID]]]
+        self, choose: Callable[[FleetLoad], list[tuple[int, uuid.UUID]]], *,
+        cap: Callable[[int], int], aging: float, cooldown: float,
     ) -> list[dict[str, Any]]:
         """Under the fleet's dispatch lock: read the load, let ``choose`` pick (step id, job id)
-        pairs, mark those steps dispatched, all in one transaction; the claimed steps."""
+        pairs, mark those steps dispatched, all in one transaction; the claimed steps.
+
+        ``cap``: the steps that may run at once fleet-wide, given ``max_running``. Only the
+        ready steps a slot could take are read, and only a few more of them than there are free
+        slots (see ``dispatch_candidates``)."""
         with self._db.transaction() as cur:
             cur.execute(queries.get("lock_fleet_dispatch"))
-            load = self._load(cur, startable=True)
-            if not load.ready:
+            cur.execute(queries.get("fleet_busy"))
+            by_solver = {r["solver"]: r["n"] for r in cur.fetchall()}
+            running = sum(by_solver.values())
+            busy = {s: n for s, n in by_solver.items() if s is not None}
+            cur.execute(queries.get("get_settings"))
+            settings = cur.fetchone()
+            assert settings is not None
+            free = cap(settings["max_running"]) - running
+            if free <= 0:
                 return []
-            picks = choose(load)
+            params = {"free": free, "margin": DISPATCH_MARGIN, "aging": aging,
+                      "cooldown": cooldown}
+            picks = self._choose(cur, choose, params, busy, running, settings["max_running"])
+            if picks is None:  # the margin was not enough: every candidate
+                picks = self._choose(cur, choose, {**params, "margin": _EVERY}, busy, running,
+                                     settings["max_running"])
             if not picks:
                 return []
             cur.execute(queries.get("claim_steps"), {"claims": Jsonb(
@@ -626,6 +660,41 @@ class FleetRepository:
             cur.execute(queries.get("plans_served"),
                         {"ids": sorted({r["plan_id"] for r in claimed})})
             return claimed
+
+    def _choose(
+        self, cur: Cursor, choose: Callable[[FleetLoad], list[tuple[int, uuid.UUID]]],
+        params: dict[str, Any], busy: dict[str, int], running: int, max_running: int,
+    ) -> list[tuple[int, uuid.UUID]] | None:
+        """``choose`` over the candidates the window holds; None when a candidate left out of it
+        might have been chosen (the window was full for a solver, or for the fleet, whose free
+        slots were not all taken). Otherwise the choice is the one over every candidate: those
+        left out come after all that were read, when their solver (or the fleet) is full."""
+        cur.execute(queries.get("dispatch_candidates"), params)
+        ready = cur.fetchall()
+        if not ready:
+            return []
+        cur.execute(queries.get("plans_active_load"),
+                    {"ids": sorted({r["plan_id"] for r in ready})})
+        active = {(r["plan_id"], r["solver"], r["alone"]): r["n"] for r in cur.fetchall()}
+        picks = choose(self._rest(cur, ready, active, busy, running, max_running))
+        if params["margin"] == _EVERY:
+            return picks
+        chosen = {step_id for step_id, _ in picks}
+        if len(ready) >= params["free"] + params["margin"] and len(chosen) < params["free"]:
+            return None
+        read: dict[str, int] = {}
+        taken: dict[str, int] = {}
+        limit: dict[str, int] = {}
+        for r in ready:
+            s = r["solver"]
+            if r["solver_free"] is None:
+                continue
+            limit[s] = max(r["solver_free"], 0)
+            read[s] = read.get(s, 0) + 1
+            taken[s] = taken.get(s, 0) + (r["id"] in chosen)
+        if any(read[s] >= limit[s] + params["margin"] and taken[s] < limit[s] for s in read):
+            return None
+        return picks
 
     def solvers(self) -> list[dict[str, Any]]:
         return self._db.fetch_all("list_solvers", {})

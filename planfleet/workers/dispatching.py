@@ -10,6 +10,7 @@ under the same ids.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -48,13 +49,11 @@ def snapshot(load: FleetLoad, config: Config
     active: dict[int, int] = {}
     by_solver: dict[int, dict[str, int]] = {}
     alone: set[int] = set()
-    busy: dict[str, int] = {}
     for (plan_id, solver, is_alone), n in load.active.items():
         active[plan_id] = active.get(plan_id, 0) + n
         if solver is not None:
             by_solver.setdefault(plan_id, {})[solver] = (
                 by_solver.get(plan_id, {}).get(solver, 0) + n)
-            busy[solver] = busy.get(solver, 0) + n
         if is_alone:
             alone.add(plan_id)
     plans = {}
@@ -65,9 +64,8 @@ def snapshot(load: FleetLoad, config: Config
             since_served=float("inf") if since is None else float(since),
             active=active.get(plan_id, 0), active_by_solver=by_solver.get(plan_id, {}),
             alone_active=plan_id in alone, caps=dict(row["solver_caps"] or {}))
-    total = sum(active.values())
-    fleet = sharing.Fleet(free=fleet_cap(config, load.max_running) - total,
-                          caps=load.solver_caps, busy=busy)
+    fleet = sharing.Fleet(free=fleet_cap(config, load.max_running) - load.running,
+                          caps=load.solver_caps, busy=load.busy)
     return candidates, plans, fleet
 
 
@@ -110,7 +108,9 @@ class Dispatching:
             chosen = sharing.choose(candidates, plans, fleet, aging=self.config.aging)
             return [(c.step_id, uuid.uuid4()) for c in chosen]
 
-        claimed = self.store.fleet.dispatch(choose)
+        claimed = self.store.fleet.dispatch(
+            choose, cap=functools.partial(fleet_cap, self.config), aging=self.config.aging,
+            cooldown=self.config.circuit_cooldown)
         if claimed:
             self.submit(claimed)
         return len(claimed)

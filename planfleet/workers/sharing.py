@@ -9,7 +9,9 @@ ready step of every building plan. The policy:
    from then on takes its turn among them: no ready step waits for ever while slots free up.
 2. **Each plan's own order** (its priority order: critical path first) inside a plan.
 3. **Round-robin between plans of equal standing**: the plan served longest ago offers its
-   first step, then the next plan, and so on.
+   first step, then the next plan, and so on. Only steps that could start when the round
+   begins take part (a step whose solver, or whose plan, is at its limit does not take its
+   plan's turn), so a round over only those steps chooses as one over every ready step.
 
 A candidate starts only if every bound holds: the fleet's free slots (``max_running``, and the
 local runner's slots), its solver's fleet-wide capacity, its plan's ``max_parallel`` and the
@@ -96,9 +98,25 @@ def order(candidates: Sequence[Candidate], plans: Mapping[int, PlanState],
     return out
 
 
+def could_start(c: Candidate, plan: PlanState, fleet: Fleet) -> bool:
+    """Whether a slot could take the step as the round begins: its plan below its limits and
+    its solver not all busy (a step that runs alone takes part whatever its solver: it holds
+    the rest of its plan back even while it waits). The dispatch round's query
+    (``dispatch_candidates``) reads only these."""
+    if plan.alone_active or plan.active >= plan.max_parallel:
+        return False
+    s = c.solver
+    if c.alone or s is None:
+        return True
+    if s in fleet.caps and fleet.busy.get(s, 0) >= fleet.caps[s]:
+        return False
+    return not (s in plan.caps and plan.active_by_solver.get(s, 0) >= plan.caps[s])
+
+
 def choose(candidates: Sequence[Candidate], plans: Mapping[int, PlanState], fleet: Fleet,
            *, aging: float) -> list[Candidate]:
     """The candidates that start now, in the order they were chosen."""
+    candidates = [c for c in candidates if could_start(c, plans[c.plan_id], fleet)]
     free = fleet.free
     busy = dict(fleet.busy)
     active = {p: s.active for p, s in plans.items()}
