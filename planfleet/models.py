@@ -169,6 +169,19 @@ class PlanRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class PlanLabel:
+    """What names a plan for a person: its project and the file it was made from."""
+
+    id: int
+    project: str | None
+    input_id: int | None
+    filename: str | None
+
+    def __str__(self) -> str:
+        return " · ".join(x for x in (self.project, self.filename) if x) or f"plan {self.id}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Step:
     """One attempt of one task of a plan."""
 

@@ -7,9 +7,10 @@ never see the token). :func:`decide` is the rule, a pure function of the request
 mounted apps (``/rq``) included, and adds the security headers to every answer.
 
 With a token set, every route needs it except ``/healthz``, ``/readyz``, ``/login`` and the
-static assets; ``/metrics`` also takes its own token (``PLANFLEET_METRICS_TOKEN``). Without a
-token the API answers loopback clients only, for loopback host names only (DNS rebinding).
-Requests a browser makes on another site's behalf are refused either way.
+static assets (``/favicon.ico`` among them); ``/metrics`` also takes its own token
+(``PLANFLEET_METRICS_TOKEN``). Without a token the API answers loopback clients only, for
+loopback host names only (DNS rebinding). Requests a browser makes on another site's behalf
+are refused either way.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from urllib.parse import quote, urlsplit
 #: the browser session's cookie
 SESSION_COOKIE = "planfleet_session"
 #: paths anyone may reach: up/down probes, the login page, the UI's own assets
-OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout")
+OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout", "/favicon.ico")
 OPEN_PREFIXES = ("/static/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})

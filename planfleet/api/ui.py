@@ -3,7 +3,10 @@ page's main part again every two seconds and sends the buttons' actions to the R
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import secrets
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -13,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from planfleet import durations, models, queues
-from planfleet.api import charts, redact, routes, security
+from planfleet.api import charts, listing, redact, routes, security
 from planfleet.runtime import Runtime
 from planfleet.workers.dispatching import running_plans, waiting_reasons
 
@@ -22,19 +25,29 @@ templates.env.filters["paths"] = redact.paths
 # every duration a page shows is in the one format (planfleet.durations)
 templates.env.filters["minutes"] = durations.format_minutes
 templates.env.filters["seconds"] = durations.format_seconds
+templates.env.globals["title_of"] = charts.title_of
 pages = APIRouter(include_in_schema=False)
 
+#: what a person is asked before an input is planned again (it makes a new plan)
+REPLAN_QUESTION = ("Plan {name} again? A new plan is made from its stored file; with "
+                   "auto_build on, that plan's tasks run again.")
+#: an input's button in each status: label, method, URL, the question asked first (or None)
 INPUT_ACTIONS = {
-    models.InputStatus.PENDING: ("Generate plan", "POST", "/api/pending-inputs/{id}/enqueue-plan"),
-    models.InputStatus.PLANNED: ("Plan again", "POST", "/api/inputs/{id}/replan"),
-    models.InputStatus.FAILED: ("Plan again", "POST", "/api/inputs/{id}/replan"),
+    models.InputStatus.PENDING: ("Generate plan", "POST", "/api/pending-inputs/{id}/enqueue-plan",
+                                 None),
+    models.InputStatus.PLANNED: ("Plan again", "POST", "/api/inputs/{id}/replan", REPLAN_QUESTION),
+    models.InputStatus.FAILED: ("Plan again", "POST", "/api/inputs/{id}/replan", REPLAN_QUESTION),
 }
+templates.env.globals["input_actions"] = INPUT_ACTIONS
+#: dependency graph layouts by (plan id, digest): a plan's graph never changes, and its page
+#: is drawn again every two seconds
+_LAYOUTS: collections.OrderedDict[tuple[int, str], charts.DagLayout] = collections.OrderedDict()
+_LAYOUTS_LOCK = threading.Lock()
 
 
 def _render(request: Request, name: str, **ctx: Any) -> HTMLResponse:
     """The whole page, or only its ``main`` block when the page's script asks for it."""
-    ctx.update(request=request, colours=charts.COLOURS, input_actions=INPUT_ACTIONS,
-               auth=request.app.state.token is not None)
+    ctx.update(request=request, colours=charts.COLOURS, auth=request.app.state.token is not None)
     if request.headers.get("x-partial"):
         template = templates.get_template(name)
         context = template.new_context(ctx)
@@ -55,14 +68,32 @@ def _queues(rt: Runtime, settings: models.Settings) -> list[dict[str, Any]]:
 
 
 @pages.get("/", response_class=HTMLResponse)
-def dashboard(request: Request) -> HTMLResponse:
+def dashboard(request: Request, status: models.InputStatus | None = None) -> HTMLResponse:
+    """Queues and settings, the inputs (all, or those of one ``status``), plans, events."""
     rt = routes.runtime(request)
     settings = rt.store.settings.get()
+    plans = rt.store.plans.list(limit=25)
     return _render(
         request, "dashboard.html", settings=settings, queues=_queues(rt, settings),
-        inputs=rt.store.inputs.list(limit=25), input_counts=rt.store.inputs.counts(),
-        plans=rt.store.plans.list(limit=25), plan_counts=rt.store.plans.counts(),
+        inputs=rt.store.inputs.list(status=status, limit=25), status=status,
+        input_statuses=[s.value for s in models.InputStatus],
+        input_counts=rt.store.inputs.counts(), plans=plans,
+        labels=rt.store.plans.labels(p.id for p in plans), plan_counts=rt.store.plans.counts(),
         events=rt.store.events.list(limit=15))
+
+
+def _dag_layout(p: models.PlanRecord) -> charts.DagLayout:
+    key = (p.id, p.digest)
+    with _LAYOUTS_LOCK:
+        if key in _LAYOUTS:
+            _LAYOUTS.move_to_end(key)
+            return _LAYOUTS[key]
+    layout = charts.dag_layout(p.plan or {})
+    with _LAYOUTS_LOCK:
+        _LAYOUTS[key] = layout
+        while len(_LAYOUTS) > 32:
+            _LAYOUTS.popitem(last=False)
+    return layout
 
 
 @pages.get("/plans/{plan_id}", response_class=HTMLResponse)
@@ -71,9 +102,12 @@ def plan_page(request: Request, plan_id: int) -> HTMLResponse:
     p = rt.store.plans.get(routes._id(plan_id))
     latest = rt.store.steps.latest(plan_id)
     doc = p.plan or {}
+    live = p.status.value in charts.LIVE
     return _render(
         request, "plan.html", p=p, doc=doc, steps=latest, attempts=rt.store.steps.all(plan_id),
-        gantt=charts.gantt(doc, latest), dag=charts.dag(doc, latest),
+        label=rt.store.plans.labels([p.id]).get(p.id), live=live,
+        gantt=charts.gantt(doc, latest, now=dt.datetime.now(dt.UTC), live=live),
+        dag=charts.dag(doc, latest, _dag_layout(p)),
         waiting=charts.waiting_on_people(doc, latest),
         slots=waiting_reasons(rt.store.fleet.load(), rt.config, p.id),
         circuits=[c for c in rt.store.circuits.get(p.scripts).values() if c.state != "closed"],
@@ -82,9 +116,28 @@ def plan_page(request: Request, plan_id: int) -> HTMLResponse:
 
 @pages.get("/inputs/{input_id}", response_class=HTMLResponse)
 def input_page(request: Request, input_id: int) -> HTMLResponse:
-    got, problems, plans, events = routes.input_detail(
-        routes.runtime(request), routes._id(input_id), events=50)
-    return _render(request, "input.html", i=got, problems=problems, plans=plans, events=events)
+    rt = routes.runtime(request)
+    got, problems, plans, events = routes.input_detail(rt, routes._id(input_id), events=50)
+    problems = problems if got.status is models.InputStatus.FAILED else []
+    return _render(request, "input.html", i=got, problems=problems, plans=plans,
+                   events=events, listing=_listing(rt, got, problems))
+
+
+def _listing(rt: Runtime, got: models.PendingInput,
+             problems: list[dict[str, Any]]) -> listing.Listing | None:
+    """The input's lines with its problems and warnings beside them (None when none of them
+    points to a line or a task, or its bytes were never stored)."""
+    notes = [*problems, *got.warnings]
+    if not got.digest or not any(x.get("line") or x.get("task") for x in notes):
+        return None
+    content = rt.store.inputs.get(got.id, content=True).content
+    return None if content is None else listing.annotate(content, problems, got.warnings)
+
+
+@pages.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it whatever the page says: the icon is an SVG among the assets."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 @pages.get("/events", response_class=HTMLResponse)
@@ -115,7 +168,9 @@ def fleet_page(request: Request) -> HTMLResponse:
                for row in rt.store.fleet.solvers()]
     plans = [{"id": p, "running": running.get(p, 0), "waiting": waiting.get(p, 0)}
              for p in sorted(set(running) | set(waiting))]
+    named = {p for row in solvers for p in (*row["running_plans"], *row["waiting_plans"])}
     return _render(request, "fleet.html", solvers=solvers, plans=plans,
+                   labels=rt.store.plans.labels(named | {p["id"] for p in plans}),
                    max_running=load.max_running, active=sum(running.values()))
 
 

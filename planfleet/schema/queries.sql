@@ -140,6 +140,12 @@ WHERE (%(status)s::planfleet_plan_status IS NULL OR status = %(status)s::planfle
 ORDER BY id DESC
 LIMIT %(limit)s OFFSET %(offset)s;
 
+-- name: plan_labels
+-- What names some plans for a person: their project and the file they were made from.
+SELECT p.id, p.summary->>'project' AS project, p.pending_input_id AS input_id, i.filename
+FROM plans p LEFT JOIN pending_inputs i ON i.id = p.pending_input_id
+WHERE p.id = ANY(%(ids)s);
+
 -- name: plans_of_input
 -- The plans made from one input, newest first.
 SELECT id, pending_input_id, status, summary, digest, error, worker, heartbeat_at, attempts,

@@ -6,7 +6,7 @@ import builtins
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -292,6 +292,14 @@ class PlanRepository(_Guarded):
             cur.execute(queries.get("list_plans"),
                         {"status": status, "limit": limit, "offset": offset})
             return [models.PlanRecord.from_row(r) for r in cur.fetchall()]
+
+    def labels(self, ids: Iterable[int]) -> dict[int, models.PlanLabel]:
+        """What names each of these plans for a person (an unknown id is left out)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        return {r["id"]: models.PlanLabel(**r)
+                for r in self._db.fetch_all("plan_labels", {"ids": wanted})}
 
     def of_input(self, input_id: int) -> builtins.list[models.PlanRecord]:
         """The plans made from input ``input_id``, newest first."""

@@ -494,6 +494,11 @@ def test_the_fleet_view_and_a_plan_say_what_waits_for_which_solver(
     rt.store.steps.mark_ready([rt.store.steps.latest(plan_id)["A"].id])
     page = client.get("/fleet").text
     assert "angrav" in page and f'<a href="/plans/{plan_id}">{plan_id}</a>' in page
+    # each plan named by the file it was made from
+    assert f'<a href="/plans/{plan_id}">{plan_id}</a> <span class="plan-name">(t.yaml)</span>' in page
+    assert rt.store.plans.labels([plan_id, 10**9]) == {plan_id: models.PlanLabel(
+        id=plan_id, project=None, input_id=rt.store.plans.get(plan_id).pending_input_id,
+        filename="t.yaml")}
     detail = client.get(f"/api/plans/{plan_id}").json()
     assert detail["waiting_for_a_slot"] == {"A": "waiting for a free angrav slot: 0 of 0 busy"}
     assert "waiting for a free angrav slot" in client.get(f"/plans/{plan_id}").text

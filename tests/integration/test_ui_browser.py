@@ -76,6 +76,33 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+#: a title that would be markup if a page inserted it as HTML
+MARKUP_TITLE = '<img id="pwn-title" src="x" onerror="window.pwned=1">Ship it'
+TASKS = [
+    {"id": "A", "title": "Design the schema", "estimate": 20, "args": {"sleep": 0.3}},
+    {"id": "B", "title": "Write migrations", "estimate": 10, "depends_on": ["A"],
+     "args": {"sleep": 0.3}},
+    {"id": "C", "title": "Load fixtures", "estimate": 15, "depends_on": ["A"],
+     "args": {"sleep": 0.3}},
+    {"id": "D", "title": "Seed the search index", "estimate": 25, "depends_on": ["B"],
+     "args": {"sleep": 0.3}},
+    {"id": "E", "title": MARKUP_TITLE, "estimate": 10, "depends_on": ["A", "D", "C"],
+     "args": {"sleep": 0.3}},
+]
+
+
+def svg_geometry(page: Any, selector: str) -> dict[str, float]:
+    """A chart's drawn width, its container's inner width and its labels' size on screen."""
+    return dict(page.evaluate("""sel => {
+        const svg = document.querySelector(sel + ' svg');
+        const box = svg.parentElement;
+        const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+        const label = svg.querySelector('text.label') || svg.querySelector('text.id');
+        return {svg: svg.getBoundingClientRect().width, box: box.clientWidth,
+                font: parseFloat(getComputedStyle(label).fontSize) * scale};
+    }""", selector))
+
+
 def test_dashboard_generate_plan_enqueue_build_and_the_gantt_chart(
         fleet: Fleet, server: str, page: Any) -> None:
     from playwright.sync_api import expect
@@ -83,11 +110,8 @@ def test_dashboard_generate_plan_enqueue_build_and_the_gantt_chart(
     # Given workers, manual mode at both hops, and a recorded task file
     fleet.workers()
     fleet.store.settings.update(auto_plan=False, auto_build=False)
-    input_id = fleet.submit(fleet.task_file([
-        {"id": "A", "estimate": 20, "args": {"sleep": 0.3}},
-        {"id": "B", "estimate": 10, "depends_on": ["A"], "args": {"sleep": 0.3}},
-        {"id": "C", "estimate": 15, "depends_on": ["A"], "args": {"sleep": 0.3}}]),
-        queue=False)
+    input_id = fleet.submit(fleet.task_file([dict(t) for t in TASKS], project="Storefront"),
+                            "storefront.yaml", queue=False)
     # When the dashboard opens (the token arrives in the link, as `planfleet up` prints it)
     page.goto(f"{server}/#token={TOKEN}")
     expect(page.locator("#queue-plan_queue")).to_contain_text("auto_plan: manual")
@@ -109,6 +133,12 @@ def test_dashboard_generate_plan_enqueue_build_and_the_gantt_chart(
     (plan,) = fleet.store.plans.list()
     plan_row = page.locator(f'tr[data-plan="{plan.id}"]')
     expect(plan_row).to_have_attribute("data-status", "ready_for_build", timeout=10_000)
+    # a plan is named by its project and file, the file a link to its input
+    expect(plan_row.locator("td.name")).to_contain_text("Storefront")
+    expect(plan_row.get_by_role("link", name="storefront.yaml")).to_have_attribute(
+        "href", f"/inputs/{input_id}")
+    # a planned input offers no "Plan again" in the list (its own page does, with a question)
+    expect(row.get_by_role("button")).to_have_count(0)
     shot(page, "2-planned")
 
     # "Enqueue build", from the keyboard: the plan is built, live, without a reload
@@ -121,15 +151,39 @@ def test_dashboard_generate_plan_enqueue_build_and_the_gantt_chart(
 
     # the plan's page: a Gantt chart coloured by state, the dependency graph, the steps
     plan_row.get_by_role("link", name=str(plan.id)).first.click()
-    expect(page.locator("h1")).to_contain_text(f"Plan {plan.id}")
+    expect(page.locator("h1")).to_contain_text(f"Plan {plan.id}: Storefront")
+    expect(page.locator("#main")).to_contain_text("from storefront.yaml")
     bars = page.locator("#gantt svg rect.bar")
-    expect(bars).to_have_count(3)
-    for task in "ABC":
-        expect(page.locator(f'#gantt rect[data-task="{task}"]')).to_have_attribute(
+    expect(bars).to_have_count(5)
+    for task in "ABCDE":
+        expect(page.locator(f'#gantt rect.bar[data-task="{task}"]')).to_have_attribute(
             "data-state", "completed")
-    expect(page.locator("#dag svg g.node")).to_have_count(3)
-    expect(page.locator("#dag svg path.edge")).to_have_count(2)
-    expect(page.locator("#steps tbody tr")).to_have_count(3)
+    # planned and actual bars, no "now" once the plan is built
+    expect(page.locator("#gantt svg rect.actual")).to_have_count(5)
+    expect(page.locator("#gantt line.now")).to_have_count(0)
+    # titles beside ids: chart labels, graph nodes, the steps, the order's reasons
+    expect(page.locator('#gantt g.row[data-task="B"] text.label')).to_have_text(
+        "B Write migrations")
+    expect(page.locator('#dag g.node[data-task="D"]')).to_contain_text("Seed the search index")
+    expect(page.locator('#steps tr[data-task="A"]')).to_contain_text("A Design the schema")
+    expect(page.locator(".explain")).to_contain_text("C Load fixtures")
+    # a title with markup is text wherever it shows
+    expect(page.locator('#steps tr[data-task="E"]')).to_contain_text(MARKUP_TITLE)
+    expect(page.locator('#dag g.node[data-task="E"]')).to_contain_text('<img id="pwn-title"')
+    assert page.locator("#pwn-title").count() == 0
+    assert page.evaluate("window.pwned") is None
+    # the Gantt chart fills its box, and its labels are 12 px or more
+    geometry = svg_geometry(page, "#gantt")
+    assert abs(geometry["svg"] - geometry["box"]) <= 1 and geometry["font"] >= 12, geometry
+    # the graph: an arrowhead on every edge, the long edge E <- A past the tasks between
+    expect(page.locator("#dag svg g.node")).to_have_count(5)
+    edges = page.locator("#dag svg path.edge")
+    expect(edges).to_have_count(6)
+    expect(page.locator("#dag svg defs marker#dag-arrow")).to_have_count(1)
+    assert edges.evaluate_all("ps => ps.every(p => p.getAttribute('marker-end') === "
+                              "'url(#dag-arrow)')")
+    assert svg_geometry(page, "#dag")["font"] >= 12
+    expect(page.locator("#steps tbody tr")).to_have_count(5)
     shot(page, "4-plan-gantt")
     # each step's output is one link away
     href = page.locator('#steps tr[data-task="A"]').get_by_role("link", name="log").get_attribute(
@@ -137,21 +191,84 @@ def test_dashboard_generate_plan_enqueue_build_and_the_gantt_chart(
     r = page.request.get(f"{server}{href}")
     assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
 
+    # "Plan again" asks first: cancelled, nothing is sent and nothing planned again
+    replans: list[str] = []
+    page.on("request", lambda r: replans.append(r.url) if "/replan" in r.url else None)
+    page.goto(f"{server}/inputs/{input_id}")
+    page.get_by_role("button", name="Plan again").click()
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Plan storefront.yaml again?")
+    shot(page, "4-replan-question")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#toast")).to_contain_text("nothing done")
+    assert replans == []
+    assert fleet.store.inputs.get(input_id).status is models.InputStatus.PLANNED
+    # said yes to, it plans the file again: a second plan
+    page.get_by_role("button", name="Plan again").click()
+    dialog.get_by_role("button", name="Plan again").click()
+    expect(page.locator("#toast")).to_contain_text("queued for planning again")
+    assert len(replans) == 1
+    wait_for(lambda: len(fleet.store.plans.of_input(input_id)) == 2, timeout=30)
 
-def test_a_failed_input_shows_its_error_where_it_is(fleet: Fleet, server: str,
-                                                   page: Any) -> None:
+
+CYCLE = b"""project: Storefront
+tasks:
+  - id: A
+    title: Design the schema
+    depends_on: [B]
+  - id: B
+    title: Write migrations
+    depends_on: [A]
+  - id: C
+    title: Load fixtures
+"""
+
+
+def test_a_failed_input_shows_its_problems_beside_its_lines(fleet: Fleet, server: str,
+                                                           page: Any) -> None:
     from playwright.sync_api import expect
 
     fleet.worker("plan_queue")
-    input_id = fleet.submit(b"tasks: [{id: A, depends_on: [B]}, {id: B, depends_on: [A]}]",
-                            "cycle.yaml")
+    fleet.store.settings.update(auto_plan=False)
+    waiting = fleet.submit(fleet.task_file([{"id": "A"}]), "later.yaml", queue=False)
+    input_id = fleet.submit(CYCLE, "cycle.yaml")
     wait_for(lambda: fleet.store.inputs.get(input_id).status is models.InputStatus.FAILED,
              timeout=30)
     page.goto(f"{server}/#token={TOKEN}")
     row = page.locator(f'tr[data-input="{input_id}"]')
     expect(row).to_contain_text("dependency cycle: A -> B -> A")
+    expect(page.locator("#inputs tbody tr")).to_have_count(2)
+
+    # the inputs by status: each tab shows only its own, and stays so as the page refreshes
+    page.locator('#input-filter a[data-status="pending"]').click()
+    expect(page).to_have_url(f"{server}/?status=pending")
+    expect(page.locator("#inputs tbody tr")).to_have_count(1)
+    expect(page.locator(f'tr[data-input="{waiting}"]')).to_have_attribute("data-status",
+                                                                          "pending")
+    expect(page.locator("#live")).to_contain_text("live")
+    expect(page.locator("#inputs tbody tr[data-input]")).to_have_count(1)
+    page.locator('#input-filter a[data-status="failed"]').click()
+    expect(page.locator('#input-filter a[aria-current="page"]')).to_have_attribute(
+        "data-status", "failed")
+    expect(page.locator("#inputs tbody tr")).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "failed")
+    shot(page, "5-inputs-failed-only")
+
+    # the input's page: the file's lines, each problem right under the line it points to
     row.get_by_role("link", name=str(input_id)).click()
-    expect(page.get_by_role("alert")).to_contain_text("dependency cycle")
+    expect(page.get_by_role("alert")).to_contain_text("1 problem, shown in the file below")
+    # (the planner names the task of a cycle in a YAML file: its first line, "- id: A")
+    line = CYCLE.splitlines().index(b"  - id: A") + 1
+    expect(page.locator(f"#source tr#L{line}")).to_contain_text("- id: A")
+    beside = page.locator(f"#source tr#L{line} + tr.note.problem")
+    expect(beside).to_contain_text("dependency cycle: A -> B -> A")
+    expect(page.locator("#source tr.note")).to_have_count(1)
+    expect(page.locator(f"#source tr#L{len(CYCLE.splitlines())}")).to_contain_text(
+        "Load fixtures")
+    # the message once: not again in the summary above the file
+    expect(page.locator("#input-problems")).not_to_contain_text("dependency cycle")
     expect(page.get_by_role("link", name="download")).to_be_visible()
     shot(page, "5-failed-input")
 
@@ -166,6 +283,12 @@ def test_without_signing_in_nothing_shows_and_the_session_is_out_of_scripts_reac
     page.goto(server)
     expect(page).to_have_url(f"{server}/login?next=%2F")
     expect(page.locator("main")).not_to_contain_text("input-")
+    # the icon shows before signing in (the page's link, and /favicon.ico for any browser)
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    for path in (icon, "/favicon.ico"):
+        r = page.request.get(f"{server}{path}")
+        assert r.status == 200 and r.headers["content-type"].startswith("image/svg+xml"), path
+        assert r.body().startswith(b"<svg"), path
     shot(page, "6-sign-in")
     # a wrong token is refused with the reason
     page.locator("#token").fill("not-the-token")
@@ -246,6 +369,8 @@ def test_a_blocked_step_is_answered_from_its_plan_page(fleet: Fleet, server: str
                                   and p.status is models.PlanStatus.BLOCKED), None), timeout=60)
     assert isinstance(plan, models.PlanRecord)
     page.goto(f"{server}/plans/{plan.id}#token={TOKEN}")
+    # while the plan is live its Gantt chart has a "now" line
+    expect(page.locator("#gantt line.now")).to_have_count(1)
     blocked = page.locator("#blocked")
     expect(blocked).to_contain_text("Which database should the migration target?")
     expect(page.locator("#main")).to_contain_text("Waiting for A, which waits for a person.")
@@ -253,6 +378,7 @@ def test_a_blocked_step_is_answered_from_its_plan_page(fleet: Fleet, server: str
     page.locator("#note-A").fill("Postgres 15")
     page.get_by_role("button", name="Answer").click()
     expect(page.locator("h1")).to_contain_text("built", timeout=60_000)
+    expect(page.locator("#gantt line.now")).to_have_count(0)
     assert fleet.executions(plan.id, "A")[1]["clarification"]["answer"] == "Postgres 15"
 
 

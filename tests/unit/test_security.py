@@ -27,7 +27,8 @@ def test_with_a_token_nothing_is_read_without_it(path: str) -> None:
     assert decide(f(path, session="forged"), TOKEN).status == 401
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/login", "/static/app.js"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/login", "/static/app.js",
+                                  "/favicon.ico"])
 def test_the_probes_and_the_sign_in_page_stay_open(path: str) -> None:
     assert decide(f(path), TOKEN).allowed
 

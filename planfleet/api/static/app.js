@@ -56,6 +56,7 @@
     if (active && active.tagName === "INPUT" && main.contains(active) && active.type !== "checkbox") {
       return; // someone is typing: do not replace the form under them
     }
+    if (dialog && dialog.open) return; // a question is open: keep the page as it is
     busy = true;
     fetch(location.pathname + location.search, {headers: {"X-Partial": "1"}})
       .then(function (r) {
@@ -77,6 +78,26 @@
       .finally(function () { busy = false; });
   }
 
+  // A button with data-confirm asks its question first, in the page's dialog (outside the
+  // part that the refresh replaces); resolves whether the person said yes.
+  var dialog = document.getElementById("confirm");
+  function confirmed(b) {
+    var question = b.dataset.confirm;
+    if (!question) return Promise.resolve(true);
+    if (!dialog || typeof dialog.showModal !== "function") {
+      return Promise.resolve(window.confirm(question));
+    }
+    document.getElementById("confirm-text").textContent = question;
+    document.getElementById("confirm-ok").textContent = b.textContent;
+    dialog.returnValue = "";
+    return new Promise(function (resolve) {
+      dialog.addEventListener("close", function () {
+        resolve(dialog.returnValue === "ok");
+      }, {once: true});
+      dialog.showModal();
+    });
+  }
+
   main.addEventListener("click", function (ev) {
     var b = ev.target.closest("button[data-url]");
     if (!b) return;
@@ -86,11 +107,15 @@
       var note = b.dataset.note && document.getElementById(b.dataset.note);
       if (note && note.value.trim()) body.note = note.value.trim();
     }
+    var method = b.dataset.method, url = b.dataset.url;
     b.disabled = true;
-    call(b.dataset.method, b.dataset.url, body)
-      .then(function (d) { say(d.message || "done"); })
-      .catch(function (e) { say(e.message, true); })
-      .finally(function () { b.disabled = false; refresh(); });
+    confirmed(b).then(function (yes) {
+      if (!yes) { b.disabled = false; say("nothing done"); return; }
+      return call(method, url, body)
+        .then(function (d) { say(d.message || "done"); })
+        .catch(function (e) { say(e.message, true); })
+        .finally(function () { b.disabled = false; refresh(); });
+    });
   });
   main.addEventListener("change", function (ev) {
     var t = ev.target;
