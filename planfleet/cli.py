@@ -659,6 +659,9 @@ def pull_youtrack(
         raise _fail(str(exc), RET_INVALID) from exc
     if not estimate_field.strip():
         raise _fail("--estimate-field must name a field", RET_INVALID)
+    if len(youtrack.sources.normalise_query(query)) > youtrack.sources.MAX_QUERY_LENGTH:
+        raise _fail(f"--query is over {youtrack.sources.MAX_QUERY_LENGTH} characters",
+                    RET_INVALID)
 
     try:
         issues = youtrack.fetch_issues(url, token, project, query, quote_body=True)
@@ -668,10 +671,11 @@ def pull_youtrack(
         err.print(f"no open issues in {project} match {youtrack.query_for(project, query)!r}; "
                   "nothing written", markup=False, soft_wrap=True)
         return
-    doc = youtrack.document(issues, estimate_field=estimate_field.strip(), priorities=priorities)
+    doc = youtrack.document(issues, project=project, query=query,
+                            estimate_field=estimate_field.strip(), priorities=priorities)
     path = youtrack.write_task_file(doc, to or _watch_dir(), project)
-    out.print(f"{len(issues)} issues of {project} written to {path}", markup=False,
-              soft_wrap=True)
+    out.print(f"{len(issues)} issues of {project} written to {path} (source "
+              f"{youtrack.sources.youtrack(project, query)})", markup=False, soft_wrap=True)
 
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
