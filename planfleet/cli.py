@@ -387,6 +387,47 @@ def plans(
 
 
 @app.command()
+def history(
+    source: Annotated[str, typer.Argument(
+        help="A source key (file:NAME, upload:NAME, youtrack:PROJECT?QUERY, key:VALUE) or a "
+             "file name (every source with an input of that name).")],
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """A source's versions, oldest first: input, when recorded, status, plan, digest."""
+    rt = _runtime()
+    keys = rt.store.sources.resolve(source)
+    if not keys:
+        raise _fail(f"no input belongs to a source or has a file name {source!r}",
+                    RET_INVALID)
+    found = [rt.store.sources.history(key) for key in keys]
+    if as_json:
+        sys.stdout.write(json.dumps([{
+            "source": h.source,
+            "current_plan": None if h.current_plan is None else {
+                "id": h.current_plan.id, "status": h.current_plan.status.value},
+            "versions": [{
+                "input_id": v.input.id, "filename": v.input.filename,
+                "recorded_at": v.input.created_at.isoformat(), "status": v.input.status.value,
+                "plan_id": v.plan_id, "digest": v.input.digest, "error": v.input.error}
+                for v in h.versions]} for h in found], indent=1) + "\n")
+        return
+    for n, h in enumerate(found):
+        current = h.current_plan
+        out.print(("\n" if n else "") + f"source {h.source}: {len(h.versions)} version"
+                  f"{'s' if len(h.versions) != 1 else ''}, current plan "
+                  + (f"{current.id} ({current.status.value})" if current else "none"),
+                  markup=False, soft_wrap=True)
+        table = Table("input", "recorded", "status", "plan", "digest", "file", "error",
+                      box=None, pad_edge=False)
+        for v in h.versions:
+            table.add_row(str(v.input.id), v.input.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                          v.input.status.value, str(v.plan_id or ""),
+                          (v.input.digest or "")[:12], v.input.filename,
+                          (v.input.error or "")[:60])
+        out.print(table)
+
+
+@app.command()
 def show(
     plan_id: Annotated[int, typer.Argument(help="Plan id.")],
     wait: Annotated[float, typer.Option(
@@ -412,6 +453,9 @@ def show(
     out.print(f"plan {p.id} ({p.status}) from input {p.pending_input_id}: {s.get('tasks')} tasks, "
               f"makespan {durations.format_minutes(s.get('makespan'))} (lower bound "
               f"{durations.format_minutes(s.get('lower_bound'))})", markup=False)
+    if p.source:
+        out.print(f"source {p.source} (its versions: planfleet history)", markup=False,
+                  soft_wrap=True)
     if p.error:
         out.print(f"error: {p.error}", markup=False)
     # fits the terminal (80 columns too): the task id folds, the error gets what is left of

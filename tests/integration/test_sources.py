@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -201,3 +205,44 @@ def test_a_youtrack_pull_file_is_a_version_of_its_project_and_search(store: Stor
     b = record(store, "youtrack-SAM-2.json", json.dumps(doc).encode())
     assert a.source == b.source == "youtrack:SAM?tag: x"
     assert (b.outcome, b.input_id) == ("duplicate", a.input_id)
+
+
+# -- planfleet history -----------------------------------------------------------------------
+
+def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "PLANFLEET_LOG_FORMAT": "json",
+           "COLUMNS": "120"}
+    return subprocess.run([str(Path(sys.executable).parent / "planfleet"), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_history_lists_a_source_s_versions_by_key_or_file_name(
+        rt: Runtime, database_url: str) -> None:
+    v1 = plan(rt, "tasks.md", b"- [ ] T001 One\n", 1)
+    v2 = plan(rt, "tasks.md", b"- [ ] T001 One\n- [ ] T002 Two (depends on T009)\n", 2)
+    up = rt.store.inputs.record_files(sources.UPLOAD_DIR, [version("tasks.md", b"- [ ] T1 x\n")],
+                                      queue=False)[0]
+    plan_id = rt.store.sources.history("file:tasks.md").versions[0].plan_id
+    r = cli(database_url, "history", "file:tasks.md")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"source file:tasks.md: 2 versions, current plan {plan_id} " \
+                       "(ready_for_build)"
+    digest = hashlib.sha256(b"- [ ] T001 One\n").hexdigest()[:12]
+    row1 = next(ln for ln in lines if ln.split()[:1] == [str(v1.input_id)])
+    assert row1.split()[3:6] == ["planned", str(plan_id), digest]
+    row2 = next(ln for ln in lines if ln.split()[:1] == [str(v2.input_id)])
+    assert " failed " in row2 and "task T002" in row2
+    # a plain file name: every source with an input of that name, the latest first
+    r = cli(database_url, "history", "tasks.md", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert [h["source"] for h in got] == ["upload:tasks.md", "file:tasks.md"]
+    assert got[0]["versions"][0]["input_id"] == up.input_id
+    assert got[1]["current_plan"] == {"id": plan_id, "status": "ready_for_build"}
+    assert [v["status"] for v in got[1]["versions"]] == ["planned", "failed"]
+    r = cli(database_url, "history", "nothing.md")
+    assert r.returncode == 2 and "no input belongs to a source" in r.stderr
+    # the plan names its source
+    r = cli(database_url, "show", str(plan_id))
+    assert "source file:tasks.md" in r.stdout
