@@ -93,20 +93,29 @@ def intake_of_dir(source_dir: str) -> Intake:
 def of_input(intake: Intake, name: str, content: bytes | None) -> str:
     """The source key of an input: what its bytes declare (:func:`declared`), else its name
     by the way it arrived. A refused file (no bytes) belongs to its name's source."""
-    found = declared(content) if content is not None else None
+    found = declared(content, name) if content is not None else None
     return found or of_intake(intake, name)
 
 
-def declared(content: bytes) -> str | None:
-    """The source a task file declares, read quickly (without planning it): a JSON object's
-    top-level ``source`` (or a YouTrack envelope's ``project``/``query``), or a YAML
-    document's top-level ``source:`` line. None when it declares none, or says it in a way
-    this does not read (the planner then names the problem)."""
-    if b"source" not in content and b"youtrack" not in content:
+#: what a declaration holds; a file without any of these declares nothing (and is not parsed)
+_MARKS = (b'"source"', b"source:", b"'source'", b'"youtrack"')
+
+
+def declared(content: bytes, filename: str = "tasks") -> str | None:
+    """The source a task file named ``filename`` declares, read quickly (without planning
+    it): a JSON object's top-level ``source`` (or a YouTrack envelope's ``project`` and
+    ``query``), or a YAML document's top-level ``source:`` line. None when it declares none,
+    is a markdown task list (which has no such key), or says it in a way this does not read
+    (the planner then names the problem)."""
+    if not any(mark in content for mark in _MARKS):
         return None  # the common case: nothing to look for, nothing parsed
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
+        return None
+    from planfleet.planner import formats  # the planner's own format detection
+
+    if formats.detect(filename, text) == "tasks.md":
         return None
     if text.lstrip().startswith("{"):
         try:

@@ -107,19 +107,20 @@ def load(content: bytes, filename: str = "tasks") -> t.TaskList:
     try:
         task_list = _load(content, filename)
     except _Partial as exc:
-        _check_source(exc.partial, content, exc.problems)
+        _check_source(exc.partial, content, filename, exc.problems)
         raise
     problems: list[Problem] = []
-    _check_source(task_list, content, problems)
+    _check_source(task_list, content, filename, problems)
     if problems:
         raise _Partial(task_list, problems)
     return task_list
 
 
-def _check_source(task_list: t.TaskList, content: bytes, problems: list[Problem]) -> None:
+def _check_source(task_list: t.TaskList, content: bytes, filename: str,
+                  problems: list[Problem]) -> None:
     """The source the file declares must be the one its input was recorded under: the one
     :func:`planfleet.sources.declared` reads without planning."""
-    if task_list.source is not None and sources.declared(content) != task_list.source:
+    if task_list.source is not None and sources.declared(content, filename) != task_list.source:
         problems.append(Problem(
             "bad_field", "the source key could not be read without parsing the whole file: "
             "write it on a line of its own at the top level, as 'source: NAME'",

@@ -48,6 +48,14 @@ def test_what_is_not_a_readable_top_level_key_declares_nothing(body: bytes) -> N
     assert sources.of_input(Intake.WATCH_DIR, "n.yaml", body) == "file:n.yaml"
 
 
+def test_a_markdown_task_list_declares_nothing_whatever_its_lines_say() -> None:
+    body = b"# Tasks\nsource: the spec, section 3\n\n- [ ] T001 Do it\n"
+    assert sources.declared(body, "tasks.md") is None
+    assert sources.declared(body, "notes.txt") is None  # detected as tasks.md by its lines
+    assert sources.of_input(Intake.WATCH_DIR, "tasks.md", body) == "file:tasks.md"
+    assert formats.load(body, "tasks.md").source is None
+
+
 def test_a_youtrack_pull_is_its_project_and_search_terms() -> None:
     assert sources.youtrack("SAM") == "youtrack:SAM"
     assert sources.youtrack("SAM", "  Priority:   Critical ") == "youtrack:SAM?Priority: Critical"
