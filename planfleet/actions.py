@@ -12,12 +12,12 @@ import hashlib
 import time
 from typing import Any
 
-from planfleet import exceptions, models
+from planfleet import exceptions, models, sources
 from planfleet.runtime import Runtime
 from planfleet.schema.repositories import FileVersion
 
 #: ``source_dir`` of inputs uploaded through the API (not read from a folder).
-UPLOADS = "upload:"
+UPLOADS = sources.UPLOAD_DIR
 
 
 def enqueue_plan(rt: Runtime, input_id: int) -> None:
@@ -53,8 +53,10 @@ def cancel(rt: Runtime, plan_id: int, reason: str) -> None:
 
 
 def upload(rt: Runtime, filename: str, content: bytes) -> models.RecordOutcome:
-    """Record a task file as if it had been dropped into the watch dir: a new input (queued
-    and enqueued when ``auto_plan`` is on), or the earlier input with the same bytes."""
+    """Record a task file as if it had been dropped into the watch dir: a new version of its
+    source (``upload:<filename>``, or the ``source:`` the file declares), queued and enqueued
+    when ``auto_plan`` is on; or, when its bytes are those of the source's latest version,
+    that input (a duplicate)."""
     auto = rt.store.settings.get().auto_plan
     digest = hashlib.sha256(content).hexdigest()
     (outcome,) = rt.store.inputs.record_files(

@@ -387,6 +387,47 @@ def plans(
 
 
 @app.command()
+def history(
+    source: Annotated[str, typer.Argument(
+        help="A source key (file:NAME, upload:NAME, youtrack:PROJECT?QUERY, key:VALUE) or a "
+             "file name (every source with an input of that name).")],
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+) -> None:
+    """A source's versions, oldest first: input, when recorded, status, plan, digest."""
+    rt = _runtime()
+    keys = rt.store.sources.resolve(source)
+    if not keys:
+        raise _fail(f"no input belongs to a source or has a file name {source!r}",
+                    RET_INVALID)
+    found = [rt.store.sources.history(key) for key in keys]
+    if as_json:
+        sys.stdout.write(json.dumps([{
+            "source": h.source,
+            "current_plan": None if h.current_plan is None else {
+                "id": h.current_plan.id, "status": h.current_plan.status.value},
+            "versions": [{
+                "input_id": v.input.id, "filename": v.input.filename,
+                "recorded_at": v.input.created_at.isoformat(), "status": v.input.status.value,
+                "plan_id": v.plan_id, "digest": v.input.digest, "error": v.input.error}
+                for v in h.versions]} for h in found], indent=1) + "\n")
+        return
+    for n, h in enumerate(found):
+        current = h.current_plan
+        out.print(("\n" if n else "") + f"source {h.source}: {len(h.versions)} version"
+                  f"{'s' if len(h.versions) != 1 else ''}, current plan "
+                  + (f"{current.id} ({current.status.value})" if current else "none"),
+                  markup=False, soft_wrap=True)
+        table = Table("input", "recorded", "status", "plan", "digest", "file", "error",
+                      box=None, pad_edge=False)
+        for v in h.versions:
+            table.add_row(str(v.input.id), v.input.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                          v.input.status.value, str(v.plan_id or ""),
+                          (v.input.digest or "")[:12], v.input.filename,
+                          (v.input.error or "")[:60])
+        out.print(table)
+
+
+@app.command()
 def show(
     plan_id: Annotated[int, typer.Argument(help="Plan id.")],
     wait: Annotated[float, typer.Option(
@@ -412,6 +453,9 @@ def show(
     out.print(f"plan {p.id} ({p.status}) from input {p.pending_input_id}: {s.get('tasks')} tasks, "
               f"makespan {durations.format_minutes(s.get('makespan'))} (lower bound "
               f"{durations.format_minutes(s.get('lower_bound'))})", markup=False)
+    if p.source:
+        out.print(f"source {p.source} (its versions: planfleet history)", markup=False,
+                  soft_wrap=True)
     if p.error:
         out.print(f"error: {p.error}", markup=False)
     # fits the terminal (80 columns too): the task id folds, the error gets what is left of
@@ -659,6 +703,9 @@ def pull_youtrack(
         raise _fail(str(exc), RET_INVALID) from exc
     if not estimate_field.strip():
         raise _fail("--estimate-field must name a field", RET_INVALID)
+    if len(youtrack.sources.normalise_query(query)) > youtrack.sources.MAX_QUERY_LENGTH:
+        raise _fail(f"--query is over {youtrack.sources.MAX_QUERY_LENGTH} characters",
+                    RET_INVALID)
 
     try:
         issues = youtrack.fetch_issues(url, token, project, query, quote_body=True)
@@ -668,10 +715,11 @@ def pull_youtrack(
         err.print(f"no open issues in {project} match {youtrack.query_for(project, query)!r}; "
                   "nothing written", markup=False, soft_wrap=True)
         return
-    doc = youtrack.document(issues, estimate_field=estimate_field.strip(), priorities=priorities)
+    doc = youtrack.document(issues, project=project, query=query,
+                            estimate_field=estimate_field.strip(), priorities=priorities)
     path = youtrack.write_task_file(doc, to or _watch_dir(), project)
-    out.print(f"{len(issues)} issues of {project} written to {path}", markup=False,
-              soft_wrap=True)
+    out.print(f"{len(issues)} issues of {project} written to {path} (source "
+              f"{youtrack.sources.youtrack(project, query)})", markup=False, soft_wrap=True)
 
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}

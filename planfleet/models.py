@@ -102,6 +102,8 @@ class PendingInput:
     content: bytes | None = None
     #: what the planner read but did not plan, or read with a guess ({code, message, line, …})
     warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: the source whose version it is (``file:…``, ``upload:…``, ``youtrack:…``, ``key:…``)
+    source: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
@@ -132,11 +134,14 @@ class Event:
 
 @dataclasses.dataclass(frozen=True)
 class RecordOutcome:
-    """What recording one file version did: ``recorded``, ``duplicate`` or ``refused``."""
+    """What recording one file version did: ``recorded``, ``duplicate`` (of ``input_id``, the
+    latest version of its source) or ``refused``."""
 
     filename: str
     input_id: int
     outcome: str
+    #: the source it is a version of
+    source: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +160,8 @@ class PlanRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     plan: dict[str, Any] | None = None
+    #: the source of the input it was made from
+    source: str | None = None
 
     @property
     def scripts(self) -> list[str]:
@@ -179,6 +186,34 @@ class PlanLabel:
 
     def __str__(self) -> str:
         return " · ".join(x for x in (self.project, self.filename) if x) or f"plan {self.id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceVersion:
+    """One version of a source: an input recorded for it, and the plan made from it."""
+
+    input: PendingInput
+    plan_id: int | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        row = dict(row)
+        plan_id = row.pop("plan_id")
+        return cls(input=PendingInput.from_row(row), plan_id=plan_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceHistory:
+    """A source's versions, oldest first, and the plan its next version revises (its newest
+    plan that is not cancelled)."""
+
+    source: str
+    versions: list[SourceVersion]
+    current_plan: PlanRecord | None
+
+    @property
+    def latest(self) -> SourceVersion | None:
+        return self.versions[-1] if self.versions else None
 
 
 @dataclasses.dataclass(frozen=True)

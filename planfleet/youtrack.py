@@ -2,7 +2,8 @@
 
 ``GET {url}/api/issues?query=project: {project} #Unresolved&fields=…`` page by page (``$top`` /
 ``$skip``), with Priority, Estimation and the dependency links the planner's YouTrack format
-reads (see :mod:`planfleet.planner.formats`). The file is written beside its final name under a
+reads (see :mod:`planfleet.planner.formats`), in an envelope naming the project and the search
+terms: every pull of them is a version of one source. The file is written beside its final name under a
 hidden temporary name, flushed to disk, then renamed into place: the watcher never sees half
 of it.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from planfleet import sources
 from planfleet.exceptions import PlanfleetError
 
 #: The issue fields the planner reads (YouTrack's ``fields`` syntax).
@@ -120,18 +122,25 @@ def parse_priorities(pairs: list[str]) -> dict[str, int]:
     return out
 
 
-def document(issues: list[dict[str, Any]], *, estimate_field: str = "Estimation",
-             priorities: dict[str, int] | None = None) -> Any:
-    """What the task file holds: the issue list, or (another estimate field, custom
-    priorities) the envelope the planner reads those settings from."""
-    if estimate_field == "Estimation" and not priorities:
-        return issues
-    return {"format": "youtrack", "estimate_field": estimate_field,
-            "priorities": priorities or {}, "issues": issues}
+def document(issues: list[dict[str, Any]], *, project: str, query: str | None = None,
+             estimate_field: str = "Estimation",
+             priorities: dict[str, int] | None = None) -> dict[str, Any]:
+    """What the task file holds: the envelope the planner reads, with the project and the
+    search terms pulled (every pull of them is a version of one source,
+    ``youtrack:<project>[?<query>]``: see :mod:`planfleet.sources`) and, when not the
+    defaults, the estimate field and custom priorities."""
+    doc: dict[str, Any] = {"format": "youtrack", "project": project}
+    terms = sources.normalise_query(query)
+    if terms:
+        doc["query"] = terms
+    if estimate_field != "Estimation" or priorities:
+        doc.update(estimate_field=estimate_field, priorities=priorities or {})
+    doc["issues"] = issues
+    return doc
 
 
 def write_task_file(issues: Any, folder: Path, project: str) -> Path:
-    """Write ``issues`` (a list, or :func:`document`'s envelope) as
+    """Write ``issues`` (:func:`document`'s envelope, or a plain list) as
     ``youtrack-<project>-<time>.json`` in ``folder``, atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", project) or "project"

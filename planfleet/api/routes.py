@@ -164,9 +164,11 @@ async def _body(request: Request) -> bytes:
 def upload(rt: Rt, filename: Annotated[str, Query(min_length=1, max_length=255,
                                                  pattern=r"^[^/\x00]+$")],
            content: Annotated[bytes, Depends(_body)]) -> Any:
-    """Record a task file as if dropped into the watch dir (planned when auto_plan is on)."""
+    """Record a task file as if dropped into the watch dir (planned when auto_plan is on): a
+    version of the source ``upload:<filename>``, or of the ``source:`` the file declares."""
     out = actions.upload(rt, filename, content)
-    return s.Uploaded(input_id=out.input_id, filename=out.filename, outcome=out.outcome)
+    return s.Uploaded(input_id=out.input_id, filename=out.filename, outcome=out.outcome,
+                      source=out.source)
 
 
 @api.post("/plan", openapi_extra=_TASK_FILE, responses={

@@ -28,6 +28,8 @@ class InputOut(BaseModel):
     id: int
     filename: str
     source_dir: str | None
+    #: the source whose version it is (file:…, upload:…, youtrack:…, key:…)
+    source: str | None = None
     digest: str | None
     size: int
     status: models.InputStatus
@@ -51,6 +53,8 @@ class PlanOut(BaseModel):
     attempts: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: the source of the input it was made from
+    source: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -224,8 +228,11 @@ class Done(BaseModel):
 class Uploaded(BaseModel):
     input_id: int
     filename: str
-    #: recorded (a new input) or duplicate (the same bytes were recorded before, as input_id)
+    #: recorded (a new version of its source) or duplicate (the same bytes as the source's
+    #: latest version, input_id)
     outcome: str
+    #: the source it is a version of
+    source: str | None = None
 
 
 class Problem(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from planfleet import script_paths
+from planfleet import script_paths, sources
 from planfleet.planner import markdown
 from planfleet.planner import tasks as t
 from planfleet.planner.errors import PlanningError, Problem
@@ -104,6 +104,30 @@ def _load_structured(kind: str, text: str) -> Any:
 
 def load(content: bytes, filename: str = "tasks") -> t.TaskList:
     """Parse ``content`` (named ``filename``) into a field-checked task list."""
+    try:
+        task_list = _load(content, filename)
+    except _Partial as exc:
+        _check_source(exc.partial, content, filename, exc.problems)
+        raise
+    problems: list[Problem] = []
+    _check_source(task_list, content, filename, problems)
+    if problems:
+        raise _Partial(task_list, problems)
+    return task_list
+
+
+def _check_source(task_list: t.TaskList, content: bytes, filename: str,
+                  problems: list[Problem]) -> None:
+    """The source the file declares must be the one its input was recorded under: the one
+    :func:`planfleet.sources.declared` reads without planning."""
+    if task_list.source is not None and sources.declared(content, filename) != task_list.source:
+        problems.append(Problem(
+            "bad_field", "the source key could not be read without parsing the whole file: "
+            "write it on a line of its own at the top level, as 'source: NAME'",
+            field="source"))
+
+
+def _load(content: bytes, filename: str) -> t.TaskList:
     text = decode(content)
     if not text.strip():
         raise PlanningError([Problem("empty", "the file is empty")])
@@ -154,7 +178,7 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
         raise PlanningError([Problem("too_many", f"{len(raw_tasks)} tasks (at most {MAX_TASKS})")])
     for key in data:
         if key not in ("project", "max_parallel", "solvers", "tasks", "description", "version",
-                       "qa", "policy"):
+                       "qa", "policy", "source"):
             problems.append(Problem("bad_field", f"unknown top-level field {key!r}", field=str(key)))
     project = data.get("project")
     if project is not None:
@@ -171,11 +195,17 @@ def _native(data: dict[str, Any], kind: str) -> t.TaskList:
         problems.append(Problem("bad_script", why, field="qa"))
         qa = None
     policy = t.build_policy(data.get("policy"), problems)
+    source = None
+    if "source" in data:
+        try:
+            source = sources.explicit(sources.check_key(data["source"]))
+        except ValueError as exc:
+            problems.append(Problem("bad_field", f"source {exc}", field="source"))
     built = [t.build_task(raw, i, problems) for i, raw in enumerate(raw_tasks)]
     return _finish(
         kind, problems, [x for x in built if x is not None],
         project=None if project is None else str(project), max_parallel=max_parallel,
-        solvers=solvers, qa=qa, policy=policy,
+        solvers=solvers, qa=qa, policy=policy, source=source,
     )
 
 
@@ -283,7 +313,8 @@ def _yt_links(issue: dict[str, Any], warnings: list[Problem]) -> tuple[
 
 def _youtrack_envelope(data: dict[str, Any]) -> t.TaskList:
     issues = data.get("issues")
-    options = {k: v for k, v in data.items() if k not in ("format", "issues")}
+    options = {k: v for k, v in data.items()
+               if k not in ("format", "issues", "project", "query")}
     try:
         opts = YouTrackOptions.model_validate(options)
     except ValidationError as exc:
@@ -292,7 +323,17 @@ def _youtrack_envelope(data: dict[str, Any]) -> t.TaskList:
     if not isinstance(issues, list):
         raise PlanningError([Problem("bad_field", "'issues' must be a list of YouTrack issues",
                                      field="issues")])
-    return _youtrack(issues, opts)
+    source = None
+    if "project" in data:
+        # what was pulled: the lineage of every pull of this project and search
+        source = sources.from_document(data)
+        if source is None:
+            raise PlanningError([Problem(
+                "bad_field", "'project' must name the YouTrack project pulled (and 'query', "
+                f"when given, its extra search terms, at most {sources.MAX_QUERY_LENGTH} "
+                "characters)", field="project")])
+    task_list = _youtrack(issues, opts)
+    return task_list.model_copy(update={"source": source}) if source else task_list
 
 
 def _old_youtrack(data: Any) -> bool:
@@ -350,6 +391,7 @@ def _youtrack(issues: list[dict[str, Any]], opts: YouTrackOptions | None = None)
             "the default estimate (name the field with --estimate-field)",
             field=opts.estimate_field))
     deps: dict[str, set[str]] = {k: set() for k in raw}
+    resolved: set[str] = set()  # linked issues resolved in YouTrack: done in the source
     for issue in issues:
         if not isinstance(issue, dict):
             continue
@@ -363,10 +405,14 @@ def _youtrack(issues: list[dict[str, Any]], opts: YouTrackOptions | None = None)
                 deps[me].add(oid)
             elif not other.get("resolved"):
                 deps[me].add(oid)  # reported as an unknown dependency by the planner
+            else:
+                resolved.add(oid)
         for other in required_for:
             oid = str(other.get("idReadable"))
             if oid in raw:
                 deps[oid].add(me)
+            elif other.get("resolved"):
+                resolved.add(oid)
     specs = []
     for key in order:
         fields = raw[key]
@@ -375,7 +421,8 @@ def _youtrack(issues: list[dict[str, Any]], opts: YouTrackOptions | None = None)
         spec = t.build_task(fields, index, problems)
         if spec is not None:
             specs.append(spec)
-    return _finish("youtrack", problems, specs, warnings=tuple(warnings))
+    return _finish("youtrack", problems, specs, warnings=tuple(warnings),
+                   done_in_source=tuple(sorted(resolved - set(raw))))
 
 
 # -- spec-kit tasks.md and Kiro tasks ---------------------------------------------------------
@@ -404,6 +451,7 @@ def _speckit(text: str) -> t.TaskList:
         if spec is not None:
             specs.append(spec)
     kind = "tasks.md" if sc.kind == "tasks.md" else "kiro"
+    done = tuple(dict.fromkeys(i.id for i in built.done))
     if not specs and not problems:
         if built.done:
             problems.append(Problem("empty", f"every task is already done ({len(built.done)} "
@@ -419,7 +467,7 @@ def _speckit(text: str) -> t.TaskList:
             problems.append(Problem("unknown_format", "no tasks found (expected lines like "
                                     "'- [ ] T001 [P] Do something', '### T001: Title' or "
                                     f"'- [ ] 1.1 Do something'){also}"))
-    return _finish(kind, problems, specs, warnings=tuple(warnings))
+    return _finish(kind, problems, specs, warnings=tuple(warnings), done_in_source=done)
 
 
 # -- Taskmaster tasks.json ----------------------------------------------------------------------
@@ -510,7 +558,8 @@ def _taskmaster(data: dict[str, Any]) -> t.TaskList:
             specs.append(spec)
     if not specs and not problems and done:
         problems.append(Problem("empty", f"every task is already done ({len(done)} done)"))
-    return _finish("taskmaster", problems, specs, warnings=tuple(warnings))
+    return _finish("taskmaster", problems, specs, warnings=tuple(warnings),
+                   done_in_source=tuple(sorted(done)))
 
 
 def _tm_fields(task: dict[str, Any], tid: str, deps: list[str], args: dict[str, Any]) -> dict[str, Any]:

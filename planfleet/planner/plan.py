@@ -76,6 +76,8 @@ class Plan(BaseModel):
     solver_order: list[str] = Field(default_factory=list)
     #: what the file held that was not planned, or read with a guess (see the input's warnings)
     warnings: list[dict[str, Any]] = Field(default_factory=list)
+    #: ids of tasks the file marks done (left out; a dependency on one is met)
+    done_in_source: list[str] = Field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Counts and headline numbers (stored beside the plan)."""
@@ -247,6 +249,7 @@ def plan(
     return Plan(
         warnings=[w.to_dict() for w in task_list.warnings],
         policy=task_list.policy.model_dump(exclude_none=True),
+        done_in_source=list(task_list.done_in_source),
         solver_order=list(task_list.solvers),
         project=task_list.project,
         format=task_list.format,

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from planfleet import defaults, durations, script_paths
 from planfleet.planner.errors import Problem
@@ -45,7 +45,8 @@ class SolverSpec(BaseModel):
 
 
 class Policy(BaseModel):
-    """A task file's own step policy (what it leaves out is the fleet's)."""
+    """A task file's own policy: for its steps (what it leaves out is the fleet's), and for
+    how a new version of the file revises its plan (planfleet.planner.revision)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_attempts: int | None = Field(None, ge=1, le=100)
@@ -53,6 +54,15 @@ class Policy(BaseModel):
     retry_cap: float | None = Field(None, ge=0, le=7 * 86_400)
     timeout_factor: float | None = Field(None, ge=1, le=100)
     on_exhausted: Literal["escalate", "fail"] | None = None
+    #: a new version of the file changed a running task: cancel its job and run the new
+    #: definition (``rerun``, the default), or let the job finish, then run the new one
+    on_change: Literal["rerun", "finish"] | None = None
+    #: a new version of the file removed a running task (or marked it done): cancel its job,
+    #: or let it finish (``finish``, the default)
+    on_removed: Literal["cancel", "finish"] | None = None
+    #: a completed task runs again: its completed dependents, marked stale, run again too
+    #: (default false: they are kept, marked stale)
+    cascade: StrictBool | None = None
 
 
 class TaskSpec(BaseModel):
@@ -88,6 +98,11 @@ class TaskList(BaseModel):
     tasks: tuple[TaskSpec, ...] = ()
     #: what was read but not planned, or read with a guess (the input shows them)
     warnings: tuple[Problem, ...] = ()
+    #: the source key the file declares (``key:…``, ``youtrack:…``; see planfleet.sources)
+    source: str | None = None
+    #: ids of tasks the file lists as done (``[x]`` in tasks.md, done in Taskmaster, resolved
+    #: in YouTrack): left out of the plan, a dependency on one is met
+    done_in_source: tuple[str, ...] = ()
 
 
 def parse_estimate(value: Any) -> float:
@@ -338,8 +353,8 @@ def build_policy(raw: Any, problems: list[Problem]) -> Policy:
         return Policy()
     if not isinstance(raw, dict):
         problems.append(Problem("bad_field", "policy must be a mapping (max_attempts, "
-                                "retry_base, retry_cap, timeout_factor, on_exhausted)",
-                                field="policy"))
+                                "retry_base, retry_cap, timeout_factor, on_exhausted, "
+                                "on_change, on_removed, cascade)", field="policy"))
         return Policy()
     try:
         return Policy.model_validate(raw)

@@ -37,10 +37,10 @@ WHERE id = 1
 RETURNING auto_plan, auto_build, watch_dir, max_parallel, max_running, updated_at;
 
 -- name: record_files
--- Record a batch of stable file versions (see planfleet_record_files_v2).
-SELECT filename, input_id, outcome
-FROM planfleet_record_files_v2(%(dir)s, %(names)s, %(raw_names)s, %(sizes)s, %(mtimes)s,
-                               %(digests)s, %(contents)s, %(errors)s, %(queue)s);
+-- Record a batch of stable file versions, each in its source (see planfleet_record_files_v3).
+SELECT filename, input_id, outcome, source
+FROM planfleet_record_files_v3(%(dir)s, %(names)s, %(raw_names)s, %(sources)s, %(sizes)s,
+                               %(mtimes)s, %(digests)s, %(contents)s, %(errors)s, %(queue)s);
 
 -- name: known_files
 -- File versions already looked at in a watch dir (with the bytes of a name that is not UTF-8).
@@ -48,7 +48,8 @@ SELECT filename, filename_bytes, size, mtime_ns FROM input_files WHERE source_di
 
 -- name: list_inputs
 -- Inputs, newest first, optionally of one status.
-SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+SELECT id, filename, source_dir, source, digest, size, status, error, warnings, attempts,
+       created_at,
        updated_at
 FROM pending_inputs
 WHERE (%(status)s::planfleet_input_status IS NULL OR status = %(status)s::planfleet_input_status)
@@ -61,13 +62,15 @@ SELECT status::text AS status, count(*) AS n FROM pending_inputs GROUP BY status
 
 -- name: get_input
 -- One input without its bytes.
-SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+SELECT id, filename, source_dir, source, digest, size, status, error, warnings, attempts,
+       created_at,
        updated_at
 FROM pending_inputs WHERE id = %(id)s;
 
 -- name: get_input_with_content
 -- One input with its bytes.
-SELECT id, filename, source_dir, digest, size, status, error, warnings, attempts, created_at,
+SELECT id, filename, source_dir, source, digest, size, status, error, warnings, attempts,
+       created_at,
        updated_at, content
 FROM pending_inputs WHERE id = %(id)s;
 
@@ -115,7 +118,7 @@ UPDATE pending_inputs SET status = 'planning', attempts = attempts + 1, claimed_
     updated_at = now()
 WHERE id = %(id)s
   AND (status = 'queued' OR (status = 'planning' AND claimed_by = %(job)s))
-RETURNING id, filename, source_dir, digest, size, status, error, warnings, attempts,
+RETURNING id, filename, source_dir, source, digest, size, status, error, warnings, attempts,
           created_at, updated_at, content;
 
 -- name: insert_plan_for_input
@@ -125,16 +128,17 @@ WITH done AS (
     UPDATE pending_inputs SET status = 'planned', error = NULL, warnings = %(warnings)s
     WHERE id = %(input_id)s AND status = 'planning'
       AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
-    RETURNING id
+    RETURNING id, source
 )
-INSERT INTO plans (pending_input_id, status, summary, plan, digest)
-SELECT done.id, %(status)s::planfleet_plan_status, %(summary)s, %(plan)s, %(digest)s FROM done
-RETURNING id;
+INSERT INTO plans (pending_input_id, status, summary, plan, digest, source)
+SELECT done.id, %(status)s::planfleet_plan_status, %(summary)s, %(plan)s, %(digest)s,
+       done.source FROM done
+RETURNING id, source;
 
 -- name: list_plans
 -- Plans, newest first, optionally of one status.
 SELECT id, pending_input_id, status, summary, digest, error, worker, heartbeat_at, attempts,
-       created_at, updated_at
+       created_at, updated_at, source
 FROM plans
 WHERE (%(status)s::planfleet_plan_status IS NULL OR status = %(status)s::planfleet_plan_status)
 ORDER BY id DESC
@@ -149,14 +153,14 @@ WHERE p.id = ANY(%(ids)s);
 -- name: plans_of_input
 -- The plans made from one input, newest first.
 SELECT id, pending_input_id, status, summary, digest, error, worker, heartbeat_at, attempts,
-       created_at, updated_at
+       created_at, updated_at, source
 FROM plans WHERE pending_input_id = %(input_id)s
 ORDER BY id DESC;
 
 -- name: get_plan
 -- One plan with its full plan document.
 SELECT id, pending_input_id, status, summary, plan, digest, error, worker, heartbeat_at,
-       attempts, created_at, updated_at
+       attempts, created_at, updated_at, source
 FROM plans WHERE id = %(id)s;
 
 -- name: count_plans_by_status
@@ -719,3 +723,29 @@ SELECT pg_try_advisory_lock(7015, 0) AS locked;
 -- name: cancelled_among
 -- Which of these steps were cancelled (their plan was, while their jobs were being submitted).
 SELECT id, windmill_job_id FROM steps WHERE id = ANY (%(ids)s) AND status = 'cancelled';
+
+-- name: source_versions
+-- A source's versions, oldest first: every input recorded for it, with the plan made from it
+-- (the newest, when it was planned more than once).
+SELECT i.id, i.filename, i.source_dir, i.source, i.digest, i.size, i.status, i.error,
+       i.warnings, i.attempts, i.created_at, i.updated_at,
+       (SELECT p.id FROM plans p WHERE p.pending_input_id = i.id ORDER BY p.id DESC LIMIT 1)
+           AS plan_id
+FROM pending_inputs i
+WHERE i.source = %(source)s
+ORDER BY i.id;
+
+-- name: source_current_plan
+-- The plan a new version of a source revises: its newest plan that is not cancelled.
+SELECT id, pending_input_id, status, summary, digest, error, worker, heartbeat_at, attempts,
+       created_at, updated_at, source
+FROM plans
+WHERE source = %(source)s AND status <> 'cancelled'
+ORDER BY id DESC LIMIT 1;
+
+-- name: sources_named
+-- The sources that have an input of this file name, the most recently recorded first.
+SELECT source FROM pending_inputs
+WHERE filename = %(filename)s
+GROUP BY source
+ORDER BY max(id) DESC;

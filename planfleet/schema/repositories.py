@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from planfleet import durations, exceptions, models, names
+from planfleet import durations, exceptions, models, names, sources
 from planfleet.schema import queries
 from planfleet.schema.connector import Cursor, Database
 
@@ -60,6 +60,9 @@ class FileVersion:
     digest: str | None = None
     content: bytes | None = None
     error: str | None = None
+    #: its source key (None: decided from its bytes, name and folder by
+    #: :func:`planfleet.sources.of_input`)
+    source: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,16 +155,21 @@ class InputRepository(_Guarded):
     ) -> list[models.RecordOutcome]:
         """Record stable file versions in one transaction; versions seen before are skipped.
 
-        ``queue`` marks new inputs ``queued`` (the caller enqueues them once this returns).
+        Each version belongs to its source; one whose bytes are those of its source's latest
+        version is a ``duplicate`` (of that input). ``queue`` marks new inputs ``queued`` (the
+        caller enqueues them once this returns).
         """
         # one version per name in a batch; a name that is not UTF-8 is stored readably
         # (escaped) and losslessly (its bytes), see planfleet.names
         by_name = {names.display(f.filename): f for f in files}
         ordered = sorted(by_name.items())
+        intake = sources.intake_of_dir(source_dir)
         params = {
             "dir": names.display(source_dir),
             "names": [shown for shown, _ in ordered],
             "raw_names": [names.raw(f.filename) for _, f in ordered],
+            "sources": [f.source or sources.of_input(intake, shown, f.content)
+                        for shown, f in ordered],
             "sizes": [f.size for _, f in ordered],
             "mtimes": [f.mtime_ns for _, f in ordered],
             "digests": [f.digest for _, f in ordered],
@@ -282,7 +290,8 @@ class PlanRepository(_Guarded):
             _event(cur, "plan_created",
                    f"plan {row['id']}: {summary.get('tasks')} tasks, makespan "
                    f"{durations.format_minutes(summary.get('makespan'))}",
-                   input_id=input_id, plan_id=row["id"], data=summary)
+                   input_id=input_id, plan_id=row["id"],
+                   data={**summary, "source": row["source"]})
             return int(row["id"])
 
     def list(
@@ -574,6 +583,36 @@ class StepRepository:
             cur.execute(queries.get("cancel_pending_steps"), {"plan_id": plan_id, "reason": reason})
 
 
+class SourceRepository:
+    """Sources: the versions (inputs) of each, and the plan its next version revises."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def history(self, source: str) -> models.SourceHistory:
+        """A source's versions, oldest first, and its current plan."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("source_versions"), {"source": source})
+            versions = [models.SourceVersion.from_row(r) for r in cur.fetchall()]
+            cur.execute(queries.get("source_current_plan"), {"source": source})
+            row = cur.fetchone()
+        return models.SourceHistory(source, versions,
+                                    None if row is None else models.PlanRecord.from_row(row))
+
+    def named(self, filename: str) -> list[str]:
+        """The sources with an input of this file name, the most recently recorded first."""
+        return [r["source"] for r in self._db.fetch_all("sources_named",
+                                                        {"filename": filename})]
+
+    def resolve(self, text: str) -> list[str]:
+        """The sources ``text`` names: itself when it is a source key with versions, else
+        the sources of inputs with that file name (none: an empty list)."""
+        key, name = sources.parse_argument(text)
+        if key is not None and self._db.fetch_all("source_versions", {"source": key}):
+            return [key]
+        return self.named(name)
+
+
 @dataclasses.dataclass(frozen=True)
 class FleetLoad:
     """What the fleet runs and may start, read in one dispatch transaction."""
@@ -851,6 +890,7 @@ class Store:
         self.circuits = CircuitRepository(db)
         self.metrics = MetricsRepository(db)
         self.fleet = FleetRepository(db)
+        self.sources = SourceRepository(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

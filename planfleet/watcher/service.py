@@ -358,6 +358,7 @@ class Watcher:
                     action="record",
                     input_id=out.input_id,
                     filename=out.filename,
+                    source=out.source,
                 )
         new_ids = [o.input_id for o in outcomes if o.outcome == "recorded"]
         if queue_them and new_ids:

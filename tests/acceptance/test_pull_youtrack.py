@@ -43,7 +43,10 @@ def test_open_issues_are_written_atomically_as_a_plannable_task_file(
     (written,) = tmp_path.iterdir()  # no temporary file left beside it
     assert written.name.startswith("youtrack-SAM-") and written.suffix == ".json"
     assert str(written) in r.stdout and "230 issues" in r.stdout
-    issues = json.loads(written.read_text())
+    assert "(source youtrack:SAM)" in r.stdout
+    doc = json.loads(written.read_text())
+    assert (doc["format"], doc["project"], "query" in doc) == ("youtrack", "SAM", False)
+    issues = doc["issues"]
     assert [i["idReadable"] for i in issues] == [f"SAM-{n}" for n in range(1, 231)]
     assert len(youtrack.requests) == 3  # pages of 100
     assert youtrack.requests[0]["query"] == ["project: {SAM} #Unresolved"]
@@ -57,6 +60,7 @@ def test_open_issues_are_written_atomically_as_a_plannable_task_file(
     assert plan["tasks"]["SAM-5"]["depends_on"] == ["SAM-4"]  # resolved SAM-999 dropped
     assert plan["tasks"]["SAM-50"]["priority"] == 100
     assert plan["tasks"]["SAM-3"]["estimate"] == 60
+    assert plan["done_in_source"] == ["SAM-999"]  # resolved, as a link says
 
 
 def test_a_query_narrows_the_search_and_env_vars_configure_it(
@@ -65,8 +69,15 @@ def test_a_query_narrows_the_search_and_env_vars_configure_it(
              env={"YOUTRACK_URL": youtrack.url, "YOUTRACK_TOKEN": youtrack.token})
     assert r.returncode == 0, r.stderr
     (written,) = tmp_path.iterdir()
-    assert {i["idReadable"] for i in json.loads(written.read_text())} == {
+    doc = json.loads(written.read_text())
+    assert {i["idReadable"] for i in doc["issues"]} == {
         "SAM-50", "SAM-100", "SAM-150", "SAM-200"}
+    # every pull of this project and search is a version of one source
+    assert doc["query"] == "Priority: Critical"
+    assert "(source youtrack:SAM?Priority: Critical)" in r.stdout
+    long = pull("--project", "SAM", "--query", "x" * 1001, "--to", str(tmp_path),
+                env={"YOUTRACK_URL": youtrack.url, "YOUTRACK_TOKEN": youtrack.token})
+    assert long.returncode == 2 and "over 1000 characters" in long.stderr
 
 
 def test_a_wrong_token_or_project_fails_with_the_reason_and_writes_nothing(

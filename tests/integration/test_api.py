@@ -266,10 +266,21 @@ def test_upload_records_and_enqueues_like_a_dropped_file(client: TestClient,
     got = rt.store.inputs.get(input_id)
     assert got.status is models.InputStatus.QUEUED and got.filename == "t.yaml"
     assert [j.args for j in rt.queues.plan.get_jobs()] == [[input_id]]
-    # the same bytes again: the earlier input, nothing new
-    r = client.post("/api/inputs?filename=other.yaml", content=TASKS, headers=AUTH)
-    assert r.json() == {"input_id": input_id, "filename": "other.yaml", "outcome": "duplicate"}
+    assert got.source == "upload:t.yaml"
+    # the same bytes again under the same name: the source's latest version, nothing new
+    r = client.post("/api/inputs?filename=t.yaml", content=TASKS, headers=AUTH)
+    assert r.json() == {"input_id": input_id, "filename": "t.yaml", "outcome": "duplicate",
+                        "source": "upload:t.yaml"}
     assert rt.queues.plan.count == 1
+    # ... under another name: the first version of that name's source
+    r = client.post("/api/inputs?filename=other.yaml", content=TASKS, headers=AUTH)
+    assert r.json()["outcome"] == "recorded" and r.json()["source"] == "upload:other.yaml"
+    # a declared source wins over the name
+    r = client.post("/api/inputs?filename=third.yaml", content=b"source: sam\n" + TASKS,
+                    headers=AUTH)
+    assert r.json()["source"] == "key:sam"
+    assert client.get(f"/api/pending-inputs/{r.json()['input_id']}").json()["source"] == (
+        "key:sam")
 
 
 def test_upload_with_auto_plan_off_waits_and_generate_plan_queues_it(

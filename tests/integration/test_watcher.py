@@ -173,20 +173,26 @@ def test_rename_into_place_records_the_final_name_only(
     assert sorted(r["filename"] for r in rows(database_url)) == ["plan.yaml", "plan2.yaml"]
 
 
-def test_same_content_is_one_input_and_a_duplicate_event(
+def test_the_same_content_again_in_a_source_is_a_duplicate_event(
     start_watcher: Callable[..., RunningWatcher], watch_dir: Path, database_url: str
 ) -> None:
     start_watcher()
     (watch_dir / "a.yaml").write_text("tasks: [{id: A}]\n")
     wait_for(lambda: len(rows(database_url)) == 1)
-    (watch_dir / "b.yaml").write_text("tasks: [{id: A}]\n")
+    # written again with the same bytes: the latest version of file:a.yaml already
+    (watch_dir / "a.yaml").write_text("tasks: [{id: A}]\n")
+    os.utime(watch_dir / "a.yaml", ns=(1, 1))
     wait_for(
         lambda: count(database_url, "SELECT count(*) FROM events WHERE kind='input_duplicate'")
     )
     assert len(rows(database_url)) == 1
-    # a changed file under the same name is a new input
-    (watch_dir / "a.yaml").write_text("tasks: [{id: A}, {id: B}]\n")
+    # the same bytes under another name are the first version of that name's source
+    (watch_dir / "b.yaml").write_text("tasks: [{id: A}]\n")
     wait_for(lambda: len(rows(database_url)) == 2)
+    # a changed file under the same name is a new version
+    (watch_dir / "a.yaml").write_text("tasks: [{id: A}, {id: B}]\n")
+    wait_for(lambda: len(rows(database_url)) == 3)
+    assert count(database_url, "SELECT count(DISTINCT source) FROM pending_inputs") == 2
 
 
 def test_overwrite_and_delete_after_recording_lose_nothing(
@@ -315,7 +321,7 @@ def test_restart_does_not_record_or_announce_again(
     events = count(database_url, "SELECT count(*) FROM events")
     second = start_watcher()
     second.watcher.scan(time.time())
-    stays(lambda: count(database_url, "SELECT count(*) FROM pending_inputs") == 1
+    stays(lambda: count(database_url, "SELECT count(*) FROM pending_inputs") == 2
           and count(database_url, "SELECT count(*) FROM events") == events, SETTLED)
 
 

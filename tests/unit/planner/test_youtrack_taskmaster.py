@@ -75,12 +75,17 @@ def test_another_estimate_field_and_custom_priorities_through_the_envelope() -> 
     issues = [issue("S-1", fields=[{"name": "Time", "value": period(90)},
                                    {"name": "Priority", "value": {"name": "Nice to have"}}]),
               issue("S-2", fields=[{"name": "Priority", "value": {"name": "Show-stopper"}}])]
-    doc = youtrack.document(issues, estimate_field="Time",
+    doc = youtrack.document(issues, project="S", estimate_field="Time",
                             priorities=youtrack.parse_priorities(["Nice to have=10"]))
     tl = load(json.dumps(doc).encode(), "e.json")
     assert [(t.estimate, t.priority) for t in tl.tasks][0] == (90, 10)
     assert tl.tasks[1].priority == 100
-    assert youtrack.document(issues) is issues  # the default stays a plain list
+    assert tl.source == "youtrack:S"
+    # the defaults: only what was pulled beside the issues
+    plain = youtrack.document(issues[1:], project="S", query="  tag:  x ")
+    assert plain == {"format": "youtrack", "project": "S", "query": "tag: x",
+                     "issues": issues[1:]}
+    assert load(json.dumps(plain).encode(), "e.json").source == "youtrack:S?tag: x"
     with pytest.raises(ValueError, match="NAME=NUMBER"):
         youtrack.parse_priorities(["oops"])
     with pytest.raises(ValueError, match="whole number"):
