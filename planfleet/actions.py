@@ -115,3 +115,25 @@ def resume(rt: Runtime, plan_id: int) -> None:
     """A paused (or blocked) plan goes on building."""
     rt.store.plans.resume(plan_id)
     rt.queues.enqueue_builds([plan_id])
+
+
+def waiting_revision(rt: Runtime, plan_id: int) -> tuple[models.RevisionRecord, Any]:
+    """The plan's revision that waits for a person, and what it would do now to each task
+    (a :class:`planfleet.planner.revision.Revision`)."""
+    from planfleet.planner.plan import Plan
+    from planfleet.workers import revising
+
+    record = rt.store.plans.get(plan_id)
+    waiting = [r for r in rt.store.revisions.of_plan(plan_id) if r.status == "waiting"]
+    if not waiting or record.plan is None:
+        raise exceptions.InvalidTransition(f"plan {plan_id} has no revision waiting for a person")
+    full = rt.store.revisions.get(waiting[-1].id)
+    assert full is not None and full.plan is not None
+    revision, _ = revising.decide(rt.store, record, Plan.model_validate(full.plan))
+    return full, revision
+
+
+def apply_revision(rt: Runtime, plan_id: int, revision_id: int) -> None:
+    """waiting -> pending: the plan's next turn applies the revision."""
+    rt.store.revisions.release(revision_id)
+    rt.queues.enqueue_builds([plan_id])

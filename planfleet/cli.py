@@ -427,6 +427,34 @@ def history(
         out.print(table)
 
 
+@app.command("apply-revision")
+def apply_revision(
+    plan_id: Annotated[int, typer.Argument(help="Plan id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Apply it (without: only show it).")] = False,
+) -> None:
+    """Show the revision of a plan that waits for a person (a newer version of its source,
+    while the fleet does not build on its own); with --yes, apply it."""
+    rt = _runtime()
+    try:
+        waiting, revision = actions.waiting_revision(rt, plan_id)
+    except exceptions.InvalidTransition as exc:
+        raise _fail(str(exc), RET_INVALID) from exc
+    out.print(f"plan {plan_id}: revision {waiting.id} from input {waiting.input_id}",
+              markup=False)
+    for kind, tasks in revision.summary().items():
+        if tasks:
+            out.print(f"  {kind}: {', '.join(tasks)}", markup=False, soft_wrap=True)
+    if not yes:
+        out.print("not applied: run again with --yes to apply it", markup=False)
+        return
+    try:
+        actions.apply_revision(rt, plan_id, waiting.id)
+    except exceptions.InvalidTransition as exc:
+        raise _fail(str(exc), RET_INVALID) from exc
+    out.print(f"plan {plan_id}: revision {waiting.id} will be applied by its next turn",
+              markup=False)
+
+
 @app.command()
 def show(
     plan_id: Annotated[int, typer.Argument(help="Plan id.")],

@@ -162,6 +162,10 @@ class PlanRecord:
     plan: dict[str, Any] | None = None
     #: the source of the input it was made from
     source: str | None = None
+    #: how many revisions (newer versions of its source) were applied to it
+    revision: int = 0
+    #: the revision that waits for the plan's next turn to apply it
+    pending_revision: int | None = None
 
     @property
     def scripts(self) -> list[str]:
@@ -186,6 +190,29 @@ class PlanLabel:
 
     def __str__(self) -> str:
         return " · ".join(x for x in (self.project, self.filename) if x) or f"plan {self.id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionRecord:
+    """A newer version of a plan's source, applied to the plan (or waiting to be)."""
+
+    id: int
+    plan_id: int
+    input_id: int
+    summary: dict[str, Any]
+    digest: str
+    #: pending (the plan's next turn applies it), waiting (for a person), applied, superseded
+    status: str
+    #: what it did to each task (once applied): added, removed, changed, kept, adopted, stale
+    diff: dict[str, Any] | None
+    created_at: dt.datetime
+    applied_at: dt.datetime | None
+    #: the version's plan document (when loaded with it)
+    plan: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        return _from_row(cls, row)  # type: ignore[no-any-return]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +275,13 @@ class Step:
     observed: dict[str, Any] | None = None
     #: since when it has been ready (pending, its dependencies done)
     ready_at: dt.datetime | None = None
+    #: why its task left the plan (removed_from_source, done_in_source)
+    removed: str | None = None
+    #: completed, but a task it depends on ran again after
+    stale: bool = False
+    #: the definition its task runs again with once its job ends (a revision's
+    #: ``on_change: finish``)
+    rerun: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:

@@ -158,9 +158,11 @@ FROM plans WHERE pending_input_id = %(input_id)s
 ORDER BY id DESC;
 
 -- name: get_plan
--- One plan with its full plan document.
+-- One plan with its full plan document (and the revision that waits to be applied to it).
 SELECT id, pending_input_id, status, summary, plan, digest, error, worker, heartbeat_at,
-       attempts, created_at, updated_at, source
+       attempts, created_at, updated_at, source, revision,
+       (SELECT max(r.id) FROM plan_revisions r
+        WHERE r.plan_id = plans.id AND r.status = 'pending') AS pending_revision
 FROM plans WHERE id = %(id)s;
 
 -- name: count_plans_by_status
@@ -237,7 +239,7 @@ ON CONFLICT DO NOTHING;
 -- The latest attempt of every task of a plan.
 SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windmill_job_id,
        script, solver, args, result, error, not_before, started_at, finished_at, error_type,
-       timeout, question, decision, qa_job_id, observed, ready_at
+       timeout, question, decision, qa_job_id, observed, ready_at, removed, stale, rerun
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY task_id, attempt DESC;
 
@@ -749,3 +751,131 @@ SELECT source FROM pending_inputs
 WHERE filename = %(filename)s
 GROUP BY source
 ORDER BY max(id) DESC;
+
+-- name: add_revision
+-- planning -> planned as a revision of the source's plan (pending, or waiting for a person),
+-- which supersedes the revisions of that plan not yet applied; nothing if the input is not
+-- planning or the plan has ended meanwhile.
+WITH done AS (
+    UPDATE pending_inputs SET status = 'planned', error = NULL, warnings = %(warnings)s
+    WHERE id = %(input_id)s AND status = 'planning'
+      AND (%(job)s::text IS NULL OR claimed_by = %(job)s::text)
+      AND EXISTS (SELECT 1 FROM plans WHERE id = %(plan_id)s
+                  AND status IN ('queued', 'building', 'paused', 'blocked'))
+    RETURNING id
+), older AS (
+    UPDATE plan_revisions SET status = 'superseded'
+    WHERE plan_id = %(plan_id)s AND status IN ('pending', 'waiting')
+      AND EXISTS (SELECT 1 FROM done)
+    RETURNING id
+)
+INSERT INTO plan_revisions (plan_id, input_id, plan, summary, digest, status)
+SELECT %(plan_id)s, done.id, %(plan)s, %(summary)s, %(digest)s, %(status)s FROM done
+RETURNING id, (SELECT count(*) FROM older) AS superseded;
+
+-- name: get_revision
+-- One revision, with the version's plan document.
+SELECT r.id, r.plan_id, r.input_id, r.plan, r.summary, r.digest, r.status, r.diff,
+       r.created_at, r.applied_at
+FROM plan_revisions r WHERE r.id = %(id)s;
+
+-- name: plan_revisions
+-- A plan's revisions, oldest first (without the documents).
+SELECT r.id, r.plan_id, r.input_id, r.summary, r.digest, r.status, r.diff, r.created_at,
+       r.applied_at
+FROM plan_revisions r WHERE r.plan_id = %(plan_id)s ORDER BY r.id;
+
+-- name: release_revision
+-- waiting -> pending: a person applies it (the plan's next turn does).
+UPDATE plan_revisions SET status = 'pending'
+WHERE id = %(id)s AND status = 'waiting'
+RETURNING id, plan_id;
+
+-- name: applied_revision
+-- pending -> applied, with its diff; the plan takes the version's document (a blocked plan
+-- builds again: what the revision changed may be what it waited for).
+WITH r AS (
+    UPDATE plan_revisions SET status = 'applied', diff = %(diff)s, applied_at = now()
+    WHERE id = %(id)s AND status = 'pending'
+    RETURNING plan_id, plan, summary, digest
+)
+UPDATE plans p SET plan = r.plan, summary = r.summary, digest = r.digest,
+    revision = p.revision + 1, max_parallel = %(max_parallel)s, solver_caps = %(solver_caps)s,
+    status = CASE WHEN p.status = 'blocked' THEN 'building'::planfleet_plan_status
+                  ELSE p.status END
+FROM r WHERE p.id = r.plan_id
+RETURNING p.id, p.revision;
+
+-- name: revise_pending_step
+-- A step not started takes the task's new definition (and waits for its dependencies again).
+UPDATE steps SET script = %(script)s, solver = %(solver)s, args = %(args)s,
+    priority = %(priority)s, rank = %(rank)s, alone = %(alone)s, timeout = %(timeout)s,
+    ready_at = NULL, updated_at = now()
+WHERE id = %(id)s AND status = 'pending'
+RETURNING id;
+
+-- name: revised_attempt
+-- The task runs again with its new definition: a fresh attempt after its latest one.
+INSERT INTO steps (plan_id, task_id, attempt, tries, script, solver, args, priority, rank,
+                   alone, timeout)
+SELECT plan_id, task_id, attempt + 1, 1, %(script)s, %(solver)s, %(args)s, %(priority)s,
+       %(rank)s, %(alone)s, %(timeout)s
+FROM steps WHERE id = %(id)s
+  AND status IN ('completed', 'failed', 'cancelled', 'skipped')
+RETURNING id;
+
+-- name: close_step
+-- A step that waits or runs makes way (its task changed, or left the source): cancelled with
+-- the reason (its job, if any, was cancelled by the caller).
+UPDATE steps SET status = 'cancelled', error = %(reason)s, removed = %(removed)s,
+    finished_at = now(), updated_at = now()
+WHERE id = %(id)s AND status IN ('pending', 'dispatched', 'running', 'needs_qa', 'blocked')
+RETURNING id;
+
+-- name: mark_removed
+-- The step's task left the source: recorded on it (a running one finishes, then counts for
+-- nothing).
+UPDATE steps SET removed = %(removed)s WHERE id = %(id)s
+RETURNING id;
+
+-- name: mark_stale
+-- Completed, but a task it depends on runs again.
+UPDATE steps SET stale = true WHERE id = ANY (%(ids)s) AND status = 'completed'
+RETURNING id;
+
+-- name: rerun_after
+-- Once its job ends, the step's task runs again with this definition (on_change: finish).
+UPDATE steps SET rerun = %(rerun)s WHERE id = %(id)s
+RETURNING id;
+
+-- name: unready_steps
+-- Ready steps wait again (a dependency of theirs runs again).
+UPDATE steps SET ready_at = NULL WHERE id = ANY (%(ids)s) AND status = 'pending'
+RETURNING id;
+
+-- name: settle_step
+-- A step whose job ended but that counts for nothing now (its task left the source, or runs
+-- again with a new definition): its outcome recorded, no retry.
+UPDATE steps SET status = %(status)s::planfleet_step_status, result = %(result)s,
+    error = %(error)s, observed = NULL, rerun = NULL, finished_at = now(), updated_at = now()
+WHERE id = %(id)s AND status IN ('dispatched', 'running', 'needs_qa')
+RETURNING id;
+
+-- name: carry_steps
+-- A new plan of a source keeps what its previous plan completed (and its revision kept): the
+-- completed steps, copied as its tasks' first attempts.
+INSERT INTO steps (plan_id, task_id, attempt, status, script, solver, args, result, started_at,
+                   finished_at, priority, rank, alone, timeout, stale)
+SELECT %(plan_id)s, s.task_id, 1, 'completed', s.script, s.solver,
+       s.args || jsonb_build_object('plan_id', %(plan_id)s), s.result, s.started_at,
+       s.finished_at, s.priority, s.rank, s.alone, s.timeout, s.stale OR s.id = ANY (%(stale)s)
+FROM steps s WHERE s.id = ANY (%(ids)s) AND s.status = 'completed'
+RETURNING task_id;
+
+-- name: source_plan
+-- The plan a new version of a source revises: its newest plan that is not cancelled.
+SELECT id, pending_input_id, status, summary, plan, digest, error, worker, heartbeat_at,
+       attempts, created_at, updated_at, source, revision
+FROM plans
+WHERE source = %(source)s AND status <> 'cancelled'
+ORDER BY id DESC LIMIT 1;

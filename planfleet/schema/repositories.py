@@ -274,10 +274,17 @@ class PlanRepository(_Guarded):
         self, input_id: int, plan: dict[str, Any], summary: dict[str, Any], digest: str,
         *, queue: bool, job: str | None = None,
         warnings: list[dict[str, Any]] | None = None,
+        carry: Sequence[int] = (), stale: Sequence[int] = (), supersede: int | None = None,
     ) -> int:
         """planning -> planned and the plan (``queued`` when ``queue``), in one transaction
-        (when ``job`` still holds the input); ``warnings`` are kept on the input."""
+        (when ``job`` still holds the input); ``warnings`` are kept on the input. ``carry``:
+        completed steps of the source's previous plan that the new one keeps (``stale``: those
+        kept though a dependency runs again); ``supersede``: the source's plan that never
+        started, cancelled in favour of this one."""
         with self._db.transaction() as cur:
+            if supersede is not None:
+                cur.execute(queries.get("cancel_plan"), {
+                    "id": supersede, "reason": f"superseded by a newer version (input {input_id})"})
             cur.execute(
                 queries.get("insert_plan_for_input"),
                 {"input_id": input_id, "plan": Jsonb(plan), "summary": Jsonb(summary),
@@ -287,11 +294,18 @@ class PlanRepository(_Guarded):
             row = cur.fetchone()
             if row is None:
                 raise exceptions.InvalidTransition(f"input {input_id} is no longer planning")
+            kept: list[str] = []
+            if carry:
+                cur.execute(queries.get("carry_steps"),
+                            {"plan_id": row["id"], "ids": list(carry), "stale": list(stale)})
+                kept = sorted(r["task_id"] for r in cur.fetchall())
             _event(cur, "plan_created",
                    f"plan {row['id']}: {summary.get('tasks')} tasks, makespan "
-                   f"{durations.format_minutes(summary.get('makespan'))}",
+                   f"{durations.format_minutes(summary.get('makespan'))}"
+                   + (f"; {len(kept)} done before kept" if kept else ""),
                    input_id=input_id, plan_id=row["id"],
-                   data={**summary, "source": row["source"]})
+                   data={**summary, "source": row["source"],
+                         **({"kept": kept} if kept else {})})
             return int(row["id"])
 
     def list(
@@ -599,6 +613,11 @@ class SourceRepository:
         return models.SourceHistory(source, versions,
                                     None if row is None else models.PlanRecord.from_row(row))
 
+    def current_plan(self, source: str) -> models.PlanRecord | None:
+        """The plan a new version of ``source`` revises (with its document), if any."""
+        rows = self._db.fetch_all("source_plan", {"source": source})
+        return models.PlanRecord.from_row(rows[0]) if rows else None
+
     def named(self, filename: str) -> list[str]:
         """The sources with an input of this file name, the most recently recorded first."""
         return [r["source"] for r in self._db.fetch_all("sources_named",
@@ -611,6 +630,116 @@ class SourceRepository:
         if key is not None and self._db.fetch_all("source_versions", {"source": key}):
             return [key]
         return self.named(name)
+
+
+class RevisionRepository:
+    """Revisions of plans by newer versions of their sources."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, plan_id: int, input_id: int, plan: dict[str, Any], summary: dict[str, Any],
+            digest: str, *, wait: bool, job: str | None,
+            warnings: list[dict[str, Any]] | None = None) -> int | None:
+        """planning -> planned as a revision of ``plan_id`` (``wait``: for a person), which
+        supersedes the plan's revisions not applied yet; None when the input is not planning
+        (or the plan has ended meanwhile)."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("add_revision"), {
+                "plan_id": plan_id, "input_id": input_id, "plan": Jsonb(plan),
+                "summary": Jsonb(summary), "digest": digest,
+                "status": "waiting" if wait else "pending", "job": job,
+                "warnings": Jsonb(warnings or [])})
+            row = cur.fetchone()
+            if row is None:
+                return None
+            _event(cur, "revision_recorded",
+                   f"input {input_id} revises plan {plan_id}"
+                   + (" (waits for a person to apply it)" if wait else "")
+                   + (f"; {row['superseded']} earlier revision(s) superseded"
+                      if row["superseded"] else ""),
+                   input_id=input_id, plan_id=plan_id,
+                   data={"revision": row["id"], "waits": wait})
+            return int(row["id"])
+
+    def get(self, revision_id: int) -> models.RevisionRecord | None:
+        rows = self._db.fetch_all("get_revision", {"id": revision_id})
+        return models.RevisionRecord.from_row(rows[0]) if rows else None
+
+    def of_plan(self, plan_id: int) -> list[models.RevisionRecord]:
+        return [models.RevisionRecord.from_row(r)
+                for r in self._db.fetch_all("plan_revisions", {"plan_id": plan_id})]
+
+    def release(self, revision_id: int) -> int:
+        """waiting -> pending (a person applies it); its plan's id."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("release_revision"), {"id": revision_id})
+            row = cur.fetchone()
+            if row is None:
+                raise exceptions.InvalidTransition(
+                    f"revision {revision_id} does not wait to be applied")
+            _event(cur, "revision_released", f"revision {revision_id} is to be applied",
+                   plan_id=row["plan_id"], data={"revision": revision_id})
+            return int(row["plan_id"])
+
+    def apply(self, plan_id: int, revision_id: int, writes: Any, diff: dict[str, Any], *,
+              max_parallel: int, solver_caps: dict[str, int]) -> bool:
+        """Carry out a revision's writes (a :class:`planfleet.workers.revising.Writes`) and
+        give the plan the version's document, in one transaction; False (nothing written)
+        when the revision is no longer pending."""
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("applied_revision"), {
+                "id": revision_id, "diff": Jsonb(diff), "max_parallel": max_parallel,
+                "solver_caps": Jsonb(solver_caps) if solver_caps else None})
+            row = cur.fetchone()
+            if row is None:
+                return False
+            for step_id, reason, removed in writes.close:
+                cur.execute(queries.get("close_step"),
+                            {"id": step_id, "reason": reason, "removed": removed})
+            for step_id, d in writes.attempts:
+                cur.execute(queries.get("revised_attempt"), _definition(d, step_id))
+            for step_id, d in writes.revise:
+                cur.execute(queries.get("revise_pending_step"), _definition(d, step_id))
+            if writes.create:
+                cur.execute(queries.get("create_steps"),
+                            {"plan_id": plan_id, "steps": Jsonb(writes.create)})
+            for step_id, reason in writes.removed:
+                cur.execute(queries.get("mark_removed"), {"id": step_id, "removed": reason})
+            for step_id, d in writes.rerun:
+                cur.execute(queries.get("rerun_after"), {"id": step_id, "rerun": Jsonb(d)})
+            if writes.stale:
+                cur.execute(queries.get("mark_stale"), {"ids": writes.stale})
+            if writes.unready:
+                cur.execute(queries.get("unready_steps"), {"ids": writes.unready})
+            counts = ", ".join(f"{len(diff[k])} {k}" for k in (
+                "added", "removed", "done_in_source", "changed", "kept", "adopted", "stale")
+                if diff.get(k))
+            _event(cur, "plan_revised",
+                   f"plan {plan_id} revision {row['revision']}: {counts or 'nothing changed'}",
+                   plan_id=plan_id, data={"revision": revision_id, **diff})
+            return True
+
+    def settle(self, step: models.Step, status: models.StepStatus, error: str | None) -> bool:
+        """Record the end of a step's job that counts for nothing now (its task left the
+        source, or runs again: then its new attempt is created in the same transaction)."""
+        observed = step.observed or {}
+        with self._db.transaction() as cur:
+            cur.execute(queries.get("settle_step"), {
+                "id": step.id, "status": status, "error": error,
+                "result": Jsonb({"value": observed.get("result"), "link": observed.get("link"),
+                                 "duration": observed.get("duration")})})
+            if cur.fetchone() is None:
+                return False
+            if step.rerun is not None:
+                cur.execute(queries.get("revised_attempt"), _definition(step.rerun, step.id))
+            return True
+
+
+def _definition(d: dict[str, Any], step_id: int) -> dict[str, Any]:
+    return {"id": step_id, "script": d["script"], "solver": d["solver"], "args": Jsonb(d["args"]),
+            "priority": d["priority"], "rank": d["rank"], "alone": d["alone"],
+            "timeout": d["timeout"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -891,6 +1020,7 @@ class Store:
         self.metrics = MetricsRepository(db)
         self.fleet = FleetRepository(db)
         self.sources = SourceRepository(db)
+        self.revisions = RevisionRepository(db)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

@@ -30,7 +30,7 @@ from planfleet.dispatch import Dispatcher, JobState, JobStatus, Submission
 from planfleet.planner.plan import Plan, PlanTask
 from planfleet.policy import StepPolicy, effective
 from planfleet.schema.repositories import NextAttempt, Store
-from planfleet.workers import outcomes, retry
+from planfleet.workers import outcomes, retry, revising
 from planfleet.workers.circuits import Breakers
 
 log = structlog.get_logger(__name__)
@@ -73,6 +73,7 @@ class Build:
         self.solver_order: list[str] = self.plan.solver_order or list(self.solvers)
         self._fleet_policy = config.step_policy()
         self._policies: dict[str, StepPolicy] = {}
+        self._removed_running = False
         self.children: dict[str, list[str]] = {t: [] for t in self.tasks}
         for t, task in self.tasks.items():
             for d in task.depends_on:
@@ -102,7 +103,7 @@ class Build:
             steps = self._reload()
         if self.status is not models.PlanStatus.BUILDING:
             return self.status  # paused: running steps end; nothing new is readied
-        if all(s.terminal for s in steps.values()):
+        if all(s.terminal for s in steps.values()) and not self._removed_running:
             return self._finish(steps)
         if any(s.status is S.BLOCKED for s in steps.values()) and self._stuck(steps):
             return self._block()
@@ -122,16 +123,8 @@ class Build:
 
     def _create_steps(self) -> None:
         """The first attempt of every task (nothing for tasks a previous worker started)."""
-        rank = {t: i for i, t in enumerate(self.plan.priority_order)}
-        self.store.steps.create(self.plan_id, [
-            {"task_id": t, "script": task.script, "solver": (task.solver or [None])[0],
-             "args": {**task.args, "task_id": t, "title": task.title,
-                      "plan_id": self.plan_id, "solver": (task.solver or [""])[0]},
-             "priority": task.effective_priority, "rank": rank.get(t, len(rank)),
-             "alone": not task.parallel,
-             "timeout": self.policy(t).timeout}
-            for t, task in self.tasks.items()
-        ])
+        self.store.steps.create(self.plan_id, revising.step_definitions(
+            self.plan_id, self.plan, self.tasks, self._fleet_policy))
 
     def _mark_ready(self, steps: Mapping[str, models.Step]) -> None:
         """Pending steps whose dependencies are all done compete for slots from now on."""
@@ -330,11 +323,21 @@ class Build:
         return self._lost()
 
     def _reload(self) -> dict[str, models.Step]:
-        """The latest steps, after skipping what waits on a task that ended badly."""
-        steps = self.store.steps.latest(self.plan_id)
+        """The latest steps of the plan's tasks, after skipping what waits on a task that
+        ended badly (and settling the jobs of steps that count for nothing since a revision).
+        """
+        steps = self._latest()
         if self._skip_blocked(steps):
-            steps = self.store.steps.latest(self.plan_id)
+            steps = self._latest()
         return steps
+
+    def _latest(self) -> dict[str, models.Step]:
+        every = self.store.steps.latest(self.plan_id)
+        if revising.settle(self.store, every):
+            every = self.store.steps.latest(self.plan_id)
+        # a task its source no longer has: its job runs on (on_removed: finish) until it ends
+        self._removed_running = any(s.active for t, s in every.items() if t not in self.tasks)
+        return {t: s for t, s in every.items() if t in self.tasks}
 
     def _skip_blocked(self, steps: Mapping[str, models.Step]) -> bool:
         """Skip pending tasks that wait, directly or not, on a task that ended badly."""

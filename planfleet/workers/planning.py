@@ -11,10 +11,17 @@ from collections.abc import Iterator
 import structlog
 
 from planfleet import exceptions, models, planner
+from planfleet.planner import revision as rv
+from planfleet.planner.plan import Plan
 from planfleet.runtime import Runtime
 from planfleet.workers import poison
 
 log = structlog.get_logger(__name__)
+P = models.PlanStatus
+#: A source's plan in these states is revised by its source's new version (a revision, applied
+#: by one of its turns); a plan that ended gives way to a new plan that keeps what it did, and
+#: one that never started to a new plan.
+REVISABLE = (P.QUEUED, P.BUILDING, P.PAUSED, P.BLOCKED)
 #: Seconds between the planning lease's heartbeats, at most (and a third of ``plan_stale``).
 LEASE_EVERY = 2.0
 
@@ -102,9 +109,25 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
         json.dumps(document["tasks"], sort_keys=True).encode() + claimed.content
     ).hexdigest()
     queue = settings.auto_build
+    warnings = plan.warnings
+    current = rt.store.sources.current_plan(claimed.source) if claimed.source else None
+    if current is not None and current.status in REVISABLE:
+        revision_id = rt.store.revisions.add(
+            current.id, input_id, document, plan.summary(), digest, wait=not queue,
+            job=job_id, warnings=warnings)
+        if revision_id is not None:
+            bound.info("revision_recorded", action="plan", plan_id=current.id,
+                       revision=revision_id, waits=not queue, tasks=plan.task_count)
+            if queue:
+                rt.queues.enqueue_builds([current.id])  # its next turn applies it
+            return current.id
+        current = rt.store.sources.current_plan(claimed.source)  # it ended meanwhile
+    carry, stale = _kept(rt, current, plan) if current is not None else ([], [])
     plan_id = rt.store.plans.create_from_input(
         input_id, document, plan.summary(), digest, queue=queue, job=job_id,
-        warnings=plan.warnings,
+        warnings=warnings, carry=carry, stale=stale,
+        supersede=current.id if current is not None
+        and current.status is models.PlanStatus.READY_FOR_BUILD else None,
     )
     bound.info("plan_created", action="plan", plan_id=plan_id, tasks=plan.task_count,
                makespan=plan.makespan, lower_bound=plan.lower_bound, queued=queue,
@@ -114,3 +137,18 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
         rt.queues.enqueue_builds([plan_id])
     return plan_id
 
+
+
+def _kept(rt: Runtime, previous: models.PlanRecord, plan: Plan) -> tuple[list[int], list[int]]:
+    """The completed steps of the source's previous plan (it ended) that the new version keeps
+    (the revision's ``keep`` and ``stale``), and which of them are stale."""
+    if previous.status not in (P.BUILT, P.FAILED) or previous.plan is None:
+        return [], []
+    steps = rt.store.steps.latest(previous.id)
+    decided = rv.decide(rv.definitions(Plan.model_validate(previous.plan)),
+                        {t: rv.state_of(s) for t, s in steps.items() if s.removed is None},
+                        rv.Version.of_plan(plan))
+    keep = [steps[t].id for t in decided.of(rv.Action.KEEP, rv.Action.STALE)
+            if t in steps and steps[t].status is models.StepStatus.COMPLETED]
+    stale = [steps[t].id for t in decided.of(rv.Action.STALE) if t in steps]
+    return keep, stale

@@ -15,7 +15,7 @@ from planfleet import models
 from planfleet.dispatch import Dispatcher
 from planfleet.planner.plan import Plan
 from planfleet.runtime import Runtime
-from planfleet.workers import poison
+from planfleet.workers import poison, revising
 from planfleet.workers.building import Build
 from planfleet.workers.dispatching import Dispatching
 
@@ -58,6 +58,13 @@ def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatc
 
 def _one(rt: Runtime, plan_id: int, dispatcher: Dispatcher, worker: str) -> P:
     record = rt.store.plans.get(plan_id)
+    if (record.pending_revision is not None and record.plan is not None
+            and record.status in (P.QUEUED, P.BUILDING, P.PAUSED, P.BLOCKED)):
+        try:  # a newer version of its source comes first
+            if revising.apply(rt, record, dispatcher):
+                record = rt.store.plans.get(plan_id)
+        except Exception as exc:
+            return _poisoned(rt, plan_id, dispatcher, exc)
     if record.status not in (P.QUEUED, P.BUILDING, P.PAUSED, P.CANCELLED) or record.plan is None:
         return record.status  # nothing moves it now (a person decides, or it has ended)
     try:

@@ -19,7 +19,7 @@ def main(task_id: str, plan_id: int, record_dir: str, sleep: float = 0.05,
     time.sleep(sleep)
     end = time.time()
     with open(path, "a") as fh:
-        fh.write(json.dumps({"start": start, "end": end, "pid": os.getpid()}) + "\n")
+        fh.write(json.dumps({"start": start, "end": end, "pid": os.getpid(), "sleep": sleep}) + "\n")
     if before < fail_times:
         raise RuntimeError(f"{task_id}: planned failure {before + 1} of {fail_times}")
     if os.path.exists(os.path.join(record_dir, f"{task_id}.fail")):

@@ -1,0 +1,176 @@
+"""Applying a revision to a plan that has started: one of the plan's turns.
+
+A new version of a source whose plan has started (queued, building, paused or blocked) is
+stored as a *revision* of that plan (:mod:`planfleet.workers.planning`). The plan's next turn,
+holding the plan's turn lock, applies the newest one before anything else: what
+:func:`planfleet.planner.revision.decide` decides for each task becomes writes to its steps
+(:func:`writes`, pure), made in one transaction together with the plan taking the version's
+document; the jobs of steps that make way are cancelled before that transaction commits (a
+worker that dies in between leaves the revision pending, and the next turn decides again from
+what the steps are then). Steps that ran on while their task left the source, or whose task
+runs again once their job has ended (``on_change: finish``), are settled by :func:`settle` at
+the start of each turn: their outcome is recorded, and counts for nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from planfleet import models
+from planfleet.dispatch import Dispatcher, JobState
+from planfleet.planner import revision as rv
+from planfleet.planner.plan import Plan
+from planfleet.policy import StepPolicy, effective
+from planfleet.runtime import Runtime
+from planfleet.schema.repositories import Store
+
+log = structlog.get_logger(__name__)
+S = models.StepStatus
+#: Why a step made way for its task's new definition.
+REVISED = "revised: its task changed in the source"
+
+
+def step_definitions(plan_id: int, plan: Plan, task_ids: Iterable[str],
+                     fleet: StepPolicy) -> list[dict[str, Any]]:
+    """What steps of the plan's tasks run with (a first attempt's row, and the row of an
+    attempt with a new definition)."""
+    rank = {t: i for i, t in enumerate(plan.priority_order)}
+    out = []
+    for task_id in task_ids:
+        task = plan.tasks[task_id]
+        solver = (task.solver or [None])[0]
+        out.append({
+            "task_id": task_id, "script": task.script, "solver": solver,
+            "args": {**task.args, "task_id": task_id, "title": task.title, "plan_id": plan_id,
+                     "solver": solver or ""},
+            "priority": task.effective_priority, "rank": rank.get(task_id, len(rank)),
+            "alone": not task.parallel,
+            "timeout": effective(fleet, plan.policy, task.max_attempts, task.timeout).timeout})
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Writes:
+    """What applying a revision writes, in this order."""
+
+    #: (step id, reason, removed reason or None): a waiting, blocked or running step makes way
+    close: list[tuple[int, str, str | None]] = dataclasses.field(default_factory=list)
+    #: the jobs of the running steps among ``close``, cancelled first
+    cancel: list[Any] = dataclasses.field(default_factory=list)
+    #: (latest step id, definition): a fresh attempt with the new definition
+    attempts: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    #: (step id, definition): a step not started takes the new definition
+    revise: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    #: definitions of tasks that have no step yet
+    create: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: (step id, reason): a running or ended step whose task left the source
+    removed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    #: (step id, definition): runs again with it once its job ends
+    rerun: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    stale: list[int] = dataclasses.field(default_factory=list)
+    unready: list[int] = dataclasses.field(default_factory=list)
+
+
+def writes(revision: rv.Revision, steps: Mapping[str, models.Step],
+           define: Callable[[str], dict[str, Any]]) -> Writes:
+    """The writes that carry out ``revision`` on a plan whose latest steps are ``steps``;
+    ``define(task_id)`` is a task's new step definition."""
+    out = Writes()
+    A = rv.Action
+    for task_id, d in sorted(revision.decisions.items()):
+        step = steps.get(task_id)
+        if d.action is A.ADD or (step is None and d.runs):
+            out.create.append(define(task_id))
+            continue
+        if step is None:
+            continue
+        if d.action in (A.RUN_NEW_DEFINITION, A.CANCEL_AND_RERUN, A.RERUN_COMPLETED,
+                        A.RERUN_STALE):
+            if step.status is S.PENDING:
+                out.revise.append((step.id, define(task_id)))
+                continue
+            if not step.terminal or step.status is S.BLOCKED:
+                out.close.append((step.id, REVISED, None))
+                if step.active:
+                    out.cancel.append(step.job)
+            out.attempts.append((step.id, define(task_id)))
+        elif d.action is A.FINISH_THEN_RERUN:
+            out.rerun.append((step.id, define(task_id)))
+        elif d.action is A.STALE:
+            out.stale.append(step.id)
+        elif d.action in (A.NOT_STARTED_REMOVED, A.CANCEL_REMOVED):
+            out.close.append((step.id, f"{d.reason}: left the plan", d.reason))
+            if step.active:
+                out.cancel.append(step.job)
+        elif d.action is A.FINISH_REMOVED:
+            out.removed.append((step.id, d.reason or rv.REMOVED_FROM_SOURCE))
+        elif d.action is A.ENDED_REMOVED:
+            if step.status is S.BLOCKED:
+                out.close.append((step.id, f"{d.reason}: left the plan", d.reason))
+            else:
+                out.removed.append((step.id, d.reason or rv.REMOVED_FROM_SOURCE))
+    out.unready.extend(steps[t].id for t in revision.unready if t in steps)
+    return out
+
+
+def decide(store: Store, record: models.PlanRecord, version: Plan
+           ) -> tuple[rv.Revision, dict[str, models.Step]]:
+    """What ``version`` does to each task of the plan as its steps are now (and those steps:
+    the latest of each task still in the plan)."""
+    assert record.plan is not None
+    steps = store.steps.latest(record.id)
+    live = {t: s for t, s in steps.items() if s.removed is None}
+    revision = rv.decide(rv.definitions(Plan.model_validate(record.plan)),
+                         {t: rv.state_of(s) for t, s in live.items()}, rv.Version.of_plan(version))
+    return revision, live
+
+
+def apply(rt: Runtime, record: models.PlanRecord, dispatcher: Dispatcher) -> bool:
+    """Apply the plan's pending revision (the newest; older ones were superseded when it was
+    recorded). Whether one was applied."""
+    if record.pending_revision is None or record.plan is None:
+        return False
+    store = rt.store
+    pending = store.revisions.get(record.pending_revision)
+    if pending is None or pending.status != "pending" or pending.plan is None:
+        return False
+    new = Plan.model_validate(pending.plan)
+    revision, live = decide(store, record, new)
+    defined = {d["task_id"]: d for d in step_definitions(
+        record.id, new, new.tasks, rt.config.step_policy())}
+    todo = writes(revision, live, defined.__getitem__)
+    for job in todo.cancel:  # before the commit: a worker that dies here leaves it pending
+        dispatcher.cancel(job, "its task changed in the source")
+    caps = {n: s.capacity for n, s in new.solvers.items() if s.capacity}
+    applied = store.revisions.apply(record.id, pending.id, todo, revision.event_data(),
+                                    max_parallel=new.max_parallel, solver_caps=caps)
+    if applied:
+        log.info("plan_revised", action="build", plan_id=record.id, revision=pending.id,
+                 **{k: len(v) for k, v in revision.summary().items()})
+    return applied
+
+
+def settle(store: Store, steps: Mapping[str, models.Step]) -> bool:
+    """Record the ends of jobs that count for nothing now: of steps whose task left the
+    source, and of steps whose task runs again with a new definition (then that attempt is
+    created). Whether any was settled."""
+    settled = False
+    for step in steps.values():
+        if step.observed is None or not step.active or (step.removed is None
+                                                        and step.rerun is None):
+            continue
+        state = JobState(step.observed["state"])
+        status = (S.COMPLETED if state is JobState.SUCCESS
+                  else S.CANCELLED if state is JobState.UNKNOWN else S.FAILED)
+        error = (None if status is S.COMPLETED else step.observed.get("error")) or (
+            f"{step.removed}: left the plan" if step.removed else None)
+        if store.revisions.settle(step, status, error):
+            settled = True
+            log.info("step_settled", action="build", plan_id=step.plan_id, task_id=step.task_id,
+                     step_id=step.id, status=status, removed=step.removed,
+                     runs_again=step.rerun is not None)
+    return settled
