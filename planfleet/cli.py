@@ -68,6 +68,8 @@ def _runtime(*, wait: bool = False) -> Any:
         raise _fail(str(exc), RET_UNAVAILABLE) from exc
 
 
+#: The kinds of a revision's diff, in the order they are shown.
+_DIFF_KINDS = ("added", "removed", "done_in_source", "changed", "kept", "adopted", "stale")
 _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0"}
 
@@ -484,13 +486,25 @@ def show(
     if p.source:
         out.print(f"source {p.source} (its versions: planfleet history)", markup=False,
                   soft_wrap=True)
+    for r in rt.store.revisions.of_plan(plan_id):
+        counts = ", ".join(f"{len(v)} {k}" for k, v in (r.diff or {}).items()
+                           if k in _DIFF_KINDS and v)
+        when = r.applied_at or r.created_at
+        out.print(f"revision {r.id} from input {r.input_id}: {r.status} "
+                  f"{when.strftime('%Y-%m-%d %H:%M:%S')}" + (f" ({counts})" if counts else "")
+                  + (f"  -> planfleet apply-revision {plan_id}" if r.status == "waiting" else ""),
+                  markup=False, soft_wrap=True)
     if p.error:
         out.print(f"error: {p.error}", markup=False)
     # fits the terminal (80 columns too): the task id folds, the error gets what is left of
     # the line and is cut with an ellipsis
     steps = rt.store.steps.all(plan_id)
     task_w = min(24, max([4, *(len(st.task_id) for st in steps)]))
-    fixed = task_w + len("try") + len("cancelled") + len("00:00:00") + len("10h59m")
+    labels = [str(st.status) + (" (stale)" if st.stale else "") + (
+        {"done_in_source": " (done)"}.get(st.removed, " (removed)") if st.removed else "")
+        for st in steps]
+    fixed = (task_w + len("try") + max([len("status"), *map(len, labels)]) + len("00:00:00")
+             + len("10h59m"))
     table = Table(box=None, pad_edge=False)
     table.add_column("task", overflow="fold", width=task_w)
     table.add_column("try", justify="right", no_wrap=True)
@@ -499,10 +513,10 @@ def show(
     table.add_column("took", justify="right", no_wrap=True)
     table.add_column("error", overflow="ellipsis", no_wrap=True,
                      max_width=max(10, out.width - fixed - 2 * 5 - 1))
-    for st in steps:
+    for st, status in zip(steps, labels, strict=True):
         secs = (st.finished_at - st.started_at).total_seconds() if (
             st.started_at and st.finished_at) else None
-        table.add_row(st.task_id, str(st.attempt), str(st.status),
+        table.add_row(st.task_id, str(st.attempt), status,
                       st.started_at.strftime("%H:%M:%S") if st.started_at else "",
                       durations.format_seconds(secs), st.error or "")
     out.print(table)

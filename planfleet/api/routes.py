@@ -217,7 +217,20 @@ def get_plan(rt: Rt, plan_id: int) -> Any:
             "history": [s.StepOut.of(x) for x in every],
             "circuits": list(rt.store.circuits.get(p.scripts).values()),
             "waiting_for_a_person": charts.waiting_on_people(p.plan or {}, latest),
-            "waiting_for_a_slot": waiting_reasons(rt.store.fleet.load(), rt.config, p.id)}
+            "waiting_for_a_slot": waiting_reasons(rt.store.fleet.load(), rt.config, p.id),
+            "revisions": revisions_of(rt, p.id)}
+
+
+def revisions_of(rt: Runtime, plan_id: int) -> list[dict[str, Any]]:
+    """The plan's revisions, a waiting one with the diff it would apply now."""
+    out = []
+    for r in rt.store.revisions.of_plan(plan_id):
+        diff = r.diff
+        if r.status == "waiting":
+            diff = actions.waiting_revision(rt, plan_id)[1].summary()
+        out.append({"id": r.id, "input_id": r.input_id, "status": r.status,
+                    "created_at": r.created_at, "applied_at": r.applied_at, "diff": diff})
+    return out
 
 
 @api.get("/plans/{plan_id}/steps/{step_id}/log", responses={
@@ -281,6 +294,16 @@ def decide(rt: Rt, plan_id: int, task_id: Annotated[str, Path(max_length=200)],
     answer to its question), skip (dependents go on) or fail."""
     message = actions.decide(rt, _id(plan_id), task_id, body.decision, body.note)
     return s.Done(id=plan_id, status=body.decision, message=message)
+
+
+@mutating.post("/plans/{plan_id}/revisions/{revision_id}/apply", response_model=s.Done,
+               responses=ERRORS)
+def apply_revision(rt: Rt, plan_id: int, revision_id: int) -> Any:
+    """Apply a revision that waits for a person (a newer version of the plan's source while
+    the fleet does not build on its own): the plan's next turn applies it."""
+    actions.apply_revision(rt, _id(plan_id), _id(revision_id))
+    return s.Done(id=plan_id, status="pending",
+                  message=f"plan {plan_id}: revision {revision_id} will be applied")
 
 
 @mutating.post("/plans/{plan_id}/retry", response_model=s.Done, responses=ERRORS)

@@ -143,6 +143,20 @@ class CircuitOut(BaseModel):
     last_error: ShownError
 
 
+class RevisionOut(BaseModel):
+    """A newer version of the plan's source: applied, superseded, or waiting."""
+
+    id: int
+    input_id: int
+    #: pending (its plan's next turn applies it), waiting (for a person), applied, superseded
+    status: str
+    created_at: dt.datetime
+    applied_at: dt.datetime | None
+    #: what it did to each task: added, removed, done_in_source, changed, kept, adopted, stale
+    #: (for a waiting one: what it would do now)
+    diff: dict[str, Any] | None
+
+
 class PlanDetail(PlanOut):
     #: the planner's document (schedule, batches, critical path, explanations, tasks)
     plan: dict[str, Any] | None
@@ -155,6 +169,8 @@ class PlanDetail(PlanOut):
     waiting_for_a_person: dict[str, str]
     #: ready task -> why it has not started (the fleet's capacity, the plan's limits)
     waiting_for_a_slot: dict[str, str] = Field(default_factory=dict)
+    #: newer versions of its source, oldest first
+    revisions: list[RevisionOut] = Field(default_factory=list)
 
 
 class SettingsOut(BaseModel):

@@ -111,6 +111,11 @@ def plan_page(request: Request, plan_id: int) -> HTMLResponse:
         waiting=charts.waiting_on_people(doc, latest),
         slots=waiting_reasons(rt.store.fleet.load(), rt.config, p.id),
         circuits=[c for c in rt.store.circuits.get(p.scripts).values() if c.state != "closed"],
+        revisions=routes.revisions_of(rt, p.id),
+        # tasks a revision adds or removed are named too
+        revised_doc={"tasks": {**{t: {"title": title} for t, title
+                                  in rt.store.revisions.titles(p.id).items()},
+                               **doc.get("tasks", {})}},
         events=rt.store.events.list(plan_id=plan_id, limit=30))
 
 

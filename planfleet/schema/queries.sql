@@ -247,7 +247,7 @@ ORDER BY task_id, attempt DESC;
 -- Every attempt of every task of a plan, in the order they started.
 SELECT id, plan_id, task_id, status, attempt, tries, windmill_job_id, script, solver, args,
        result, error, not_before, started_at, finished_at, error_type, timeout, question,
-       decision, qa_job_id
+       decision, qa_job_id, removed, stale
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY started_at NULLS LAST, task_id, attempt;
 
@@ -879,3 +879,9 @@ SELECT id, pending_input_id, status, summary, plan, digest, error, worker, heart
 FROM plans
 WHERE source = %(source)s AND status <> 'cancelled'
 ORDER BY id DESC LIMIT 1;
+
+-- name: revision_titles
+-- The title of every task of each revision of a plan (what names a task it adds).
+SELECT r.id, t.key AS task_id, t.value ->> 'title' AS title
+FROM plan_revisions r, jsonb_each(r.plan -> 'tasks') AS t
+WHERE r.plan_id = %(plan_id)s;

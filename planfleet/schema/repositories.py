@@ -670,6 +670,12 @@ class RevisionRepository:
         return [models.RevisionRecord.from_row(r)
                 for r in self._db.fetch_all("plan_revisions", {"plan_id": plan_id})]
 
+    def titles(self, plan_id: int) -> dict[str, str]:
+        """Task id -> title across the plan's revisions (the newest revision's title wins)."""
+        rows = sorted(self._db.fetch_all("revision_titles", {"plan_id": plan_id}),
+                      key=lambda r: r["id"])
+        return {r["task_id"]: r["title"] for r in rows if r["title"]}
+
     def release(self, revision_id: int) -> int:
         """waiting -> pending (a person applies it); its plan's id."""
         with self._db.transaction() as cur:

@@ -382,6 +382,45 @@ def test_a_blocked_step_is_answered_from_its_plan_page(fleet: Fleet, server: str
     assert fleet.executions(plan.id, "A")[1]["clarification"]["answer"] == "Postgres 15"
 
 
+def test_a_revision_waiting_for_a_person_is_shown_and_applied_from_the_plan_page(
+        fleet: Fleet, server: str, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    # Given a plan building in manual mode, its long first task running, and a newer version
+    # of its file (B removed, C added) waiting for a person
+    fleet.workers()
+    v1 = [{"id": "A", "title": "Long job", "args": {"sleep": 8.0}},
+          {"id": "B", "title": "Old step", "depends_on": ["A"]}]
+    fleet.submit(fleet.task_file(v1), name="living.yaml")
+    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
+    assert isinstance(plan_id, int)
+    wait_for(lambda: (s := fleet.store.steps.latest(plan_id).get("A")) is not None
+             and s.status.value in ("dispatched", "running"), timeout=60)
+    fleet.store.settings.update(auto_build=False)
+    fleet.submit(fleet.task_file([v1[0], {"id": "C", "title": "New step",
+                                          "depends_on": ["A"]}]), name="living.yaml")
+    wait_for(lambda: any(r.status == "waiting" for r in fleet.store.revisions.of_plan(plan_id)),
+             timeout=30)
+    # When a person opens the plan: the revision and what it would do, with titles
+    page.goto(f"{server}/plans/{plan_id}#token={TOKEN}")
+    revision = page.locator("#revisions tr.revision")
+    expect(revision).to_have_attribute("data-status", "waiting")
+    expect(revision).to_contain_text("added: C New step")
+    expect(revision).to_contain_text("removed: B Old step")
+    expect(revision).to_contain_text("adopted: A Long job")
+    shot(page, "8-revision-waiting")
+    # and applies it (after saying yes)
+    page.get_by_role("button", name="Apply revision").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Apply revision").click()
+    expect(page.locator("#toast")).to_contain_text("will be applied")
+    expect(revision).to_have_attribute("data-status", "applied", timeout=30_000)
+    expect(page.locator("h1")).to_contain_text("built", timeout=60_000)
+    shot(page, "8-revision-applied")
+    # Then B never ran, C ran once, A once
+    assert fleet.executions(plan_id, "B") == []
+    assert len(fleet.executions(plan_id, "C")) == 1 == len(fleet.executions(plan_id, "A"))
+
+
 def test_the_api_docs_render_from_local_files_under_the_csp(server: str, page: Any) -> None:
     from playwright.sync_api import expect
 
