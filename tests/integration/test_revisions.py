@@ -3,11 +3,21 @@ workers, Postgres and Redis, and a solver script that records each execution."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from planfleet import models
+from planfleet.dispatch import JobState, JobStatus, Submission
+from planfleet.workers import planning, turns
+from planfleet.workers.dispatching import Dispatching
+from planfleet.workers.tracker import Tracker
 from tests.conftest import wait_for
-from tests.integration.conftest import Fleet
+from tests.integration.conftest import SCRIPTS, Fleet
+
+PACKAGE_SCRIPTS = Path(__file__).resolve().parents[2] / "planfleet" / "windmill"
 
 P = models.PlanStatus
 S = models.StepStatus
@@ -166,3 +176,158 @@ def test_without_auto_build_a_revision_waits_for_a_person(fleet: Fleet) -> None:
     record = _ended(fleet, plan_id)
     assert record.status is P.BUILT, record.error
     assert fleet.executions(plan_id, "B") == [] and len(fleet.executions(plan_id, "C")) == 1
+
+
+def test_a_tasks_md_checked_off_and_extended_over_three_versions_runs_each_task_once(
+        fleet: Fleet) -> None:
+    # the shipped solver script beside the test scripts (markdown tasks run the default one)
+    scripts = fleet.tmp / "scripts"
+    shutil.copytree(SCRIPTS, scripts)
+    shutil.copytree(PACKAGE_SCRIPTS / "f" / "planner", scripts / "f" / "planner")
+    fleet.env["PLANFLEET_SCRIPTS_DIR"] = str(scripts)
+    fleet.workers()
+    versions = [
+        "- [ ] T001 Set up\n- [ ] T002 Schema\n- [ ] T003 API\n",
+        "- [x] T001 Set up\n- [ ] T002 Schema\n- [ ] T003 API\n- [ ] T004 Client\n",
+        "- [x] T001 Set up\n- [x] T002 Schema\n- [ ] T003 API\n- [ ] T004 Client\n"
+        "- [ ] T005 Docs\n",
+    ]
+    plans: list[int] = []
+    for text in versions:
+        fleet.submit(text.encode(), name="tasks.md")
+        plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id not in plans
+                           and p[0].id, timeout=60)
+        assert isinstance(plan_id, int)
+        assert _ended(fleet, plan_id).status is P.BUILT
+        plans.append(plan_id)
+    # every task was dispatched once across the three plans; what a version kept was copied
+    dispatched: dict[str, int] = {}
+    for plan_id in plans:
+        for step in fleet.store.steps.all(plan_id):
+            if step.windmill_job_id is not None:
+                dispatched[step.task_id] = dispatched.get(step.task_id, 0) + 1
+    assert dispatched == {"T001": 1, "T002": 1, "T003": 1, "T004": 1, "T005": 1}
+    last = fleet.store.plans.get(plans[-1])
+    assert last.plan is not None and sorted(last.plan["done_in_source"]) == ["T001", "T002"]
+    assert sorted(_steps(fleet, plans[-1])) == ["T003", "T004", "T005"]
+
+
+def test_a_version_that_fails_to_plan_leaves_the_running_plan_untouched(fleet: Fleet) -> None:
+    fleet.workers()
+    base = [{"id": "A", "args": {"sleep": 2.0}}, {"id": "B", "depends_on": ["A"]}]
+    fleet.submit(_version(fleet, base), name="bad.yaml")
+    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
+    assert isinstance(plan_id, int)
+    wait_for(lambda: _running(fleet, plan_id, "A"), timeout=60)
+    broken = fleet.submit(_version(fleet, [base[0], {"id": "B", "depends_on": ["Z"]}]),
+                          name="bad.yaml")
+    wait_for(lambda: fleet.store.inputs.get(broken).status is models.InputStatus.FAILED,
+             timeout=30)
+    assert "Z" in (fleet.store.inputs.get(broken).error or "")
+    fixed = fleet.submit(_version(fleet, [base[0], dict(base[1], args={"sleep": 0.06})]),
+                         name="bad.yaml")
+    record = _ended(fleet, plan_id)
+    assert record.status is P.BUILT and record.revision == 1
+    assert fleet.store.inputs.get(fixed).status is models.InputStatus.PLANNED
+    assert len(fleet.executions(plan_id, "A")) == 1
+    assert [e["sleep"] for e in fleet.executions(plan_id, "B")] == [0.06]
+
+
+def test_on_change_finish_lets_the_job_end_then_runs_the_new_definition(fleet: Fleet) -> None:
+    fleet.workers()
+    v1 = [{"id": "A", "args": {"sleep": 2.0}}, {"id": "B", "depends_on": ["A"]}]
+    fleet.submit(_version(fleet, v1, policy={"on_change": "finish"}), name="finish.yaml")
+    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
+    assert isinstance(plan_id, int)
+    wait_for(lambda: _running(fleet, plan_id, "A"), timeout=60)
+    fleet.submit(_version(fleet, [dict(v1[0], args={"sleep": 0.05}), v1[1]],
+                          policy={"on_change": "finish"}), name="finish.yaml")
+    record = _ended(fleet, plan_id)
+    assert record.status is P.BUILT, record.error
+    # A's first job ran to its end, then A ran again with its new args; B once, after both
+    runs = fleet.executions(plan_id, "A")
+    assert [e["sleep"] for e in runs] == [2.0, 0.05]
+    (b,) = fleet.executions(plan_id, "B")
+    assert b["start"] >= runs[1]["end"]
+
+
+class Recording:
+    """A dispatcher that records what it was asked (jobs run until told otherwise)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[Any, str]] = []
+        self.cancelled: list[Any] = []
+        self.states: dict[Any, JobStatus] = {}
+
+    def submit(self, job_id: Any, script: str, args: dict[str, Any], timeout: float) -> None:
+        self.submit_many([Submission(job_id, script, args, timeout)])
+
+    def submit_many(self, jobs: Any) -> dict[Any, Any]:
+        for j in jobs:
+            self.submitted.append((j.job_id, j.args["task_id"]))
+            self.states.setdefault(j.job_id, JobStatus(JobState.RUNNING))
+        return {}
+
+    def status(self, job_ids: Any) -> dict[Any, JobStatus]:
+        return {j: self.states.get(j, JobStatus(JobState.UNKNOWN)) for j in job_ids}
+
+    def cancel(self, job_id: Any, reason: str) -> None:
+        self.cancelled.append(job_id)
+        self.states[job_id] = JobStatus(JobState.FAILURE, error=reason)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_worker_killed_while_applying_a_revision_leaves_it_to_the_next_turn(
+        fleet: Fleet, monkeypatch: Any) -> None:
+    rt, rec = fleet.rt, Recording()
+    dispatching = Dispatching(rt.store, rec, rt.config, lambda ids: None)
+    tracker = Tracker(rt.store, rec, rt.config, dispatching, lambda ids: None)
+
+    def turn(plan_id: int) -> None:
+        turns.take(rt, plan_id, rec, dispatching, "test")
+        dispatching.round()
+
+    v1 = [{"id": "A"}, {"id": "B", "depends_on": ["A"]}]
+    plan_id = planning.plan_input(rt, fleet.submit(_version(fleet, v1), name="kill.yaml"), "t")
+    assert plan_id is not None
+    turn(plan_id)
+    ((first, _),) = rec.submitted
+    # a new version changes A while its job runs
+    assert planning.plan_input(rt, fleet.submit(_version(fleet, [
+        dict(v1[0], args={"sleep": 0.01}), v1[1]]), name="kill.yaml"), "t") == plan_id
+    # the worker dies after cancelling A's job, before its transaction commits
+    def killed(*args: Any, **kwargs: Any) -> bool:
+        raise SystemExit("SIGKILL")
+
+    monkeypatch.setattr(rt.store.revisions, "apply", killed)
+    with pytest.raises(SystemExit):
+        turn(plan_id)
+    assert rec.cancelled == [first]
+    assert [r.status for r in rt.store.revisions.of_plan(plan_id)] == ["pending"]
+    step = _steps(fleet, plan_id)["A"]
+    assert (step.attempt, step.status, step.windmill_job_id) == (1, S.DISPATCHED, first)
+    # the next turn decides again from the steps as they are, and applies it once
+    monkeypatch.undo()
+    tracker.tick()  # the cancelled job's end is seen
+    turn(plan_id)
+    assert [r.status for r in rt.store.revisions.of_plan(plan_id)] == ["applied"]
+    attempts = [s for s in rt.store.steps.all(plan_id) if s.task_id == "A"]
+    assert [(s.attempt, s.status) for s in attempts] == [(1, S.CANCELLED), (2, S.DISPATCHED)]
+    second = attempts[1].windmill_job_id
+    for job in (second,):
+        rec.states[job] = JobStatus(JobState.SUCCESS, result={})
+    tracker.tick()
+    turn(plan_id)
+    (b,) = [j for j, t in rec.submitted if t == "B"]
+    rec.states[b] = JobStatus(JobState.SUCCESS, result={})
+    tracker.tick()
+    turn(plan_id)
+    assert rt.store.plans.get(plan_id).status is P.BUILT
+    # no job id was sent twice; A's first job was cancelled (again, harmlessly) and never
+    # followed; its new definition ran once, B once
+    ids = [j for j, _ in rec.submitted]
+    assert len(ids) == len(set(ids)) == 3
+    assert set(rec.cancelled) == {first}
+    assert [t for _, t in rec.submitted] == ["A", "A", "B"]
