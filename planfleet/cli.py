@@ -735,9 +735,13 @@ def pull_youtrack(
     priority: Annotated[list[str] | None, typer.Option(
         help="A custom priority value and its number, NAME=NUMBER (repeatable), e.g. "
              "'Nice to have=10'.")] = None,
+    every: Annotated[str | None, typer.Option(
+        help="Pull again every DURATION of wall-clock time (e.g. 15m) until stopped: each "
+             "pull is a new version of the same source, which revises its plan.")] = None,
 ) -> None:
-    """Fetch a project's open issues (priority, estimate, dependency links) into a task file."""
-    from planfleet import youtrack
+    """Fetch a project's open issues (priority, estimate, dependency links) into a task file
+    (youtrack-PROJECT.json, replaced by each pull)."""
+    from planfleet import durations, youtrack
 
     try:
         priorities = youtrack.parse_priorities(priority or [])
@@ -750,18 +754,37 @@ def pull_youtrack(
                     RET_INVALID)
 
     try:
+        interval = None if every is None else durations.parse_wall_seconds(every, "--every")
+    except ValueError as exc:
+        raise _fail(str(exc), RET_INVALID) from exc
+    if interval is not None and interval < 1:
+        raise _fail("--every must be at least 1s", RET_INVALID)
+
+    def pull() -> None:
         issues = youtrack.fetch_issues(url, token, project, query, quote_body=True)
-    except youtrack.YouTrackError as exc:
-        raise _fail(str(exc), RET_UNAVAILABLE if exc.unavailable else RET_INVALID) from exc
-    if not issues:
-        err.print(f"no open issues in {project} match {youtrack.query_for(project, query)!r}; "
-                  "nothing written", markup=False, soft_wrap=True)
-        return
-    doc = youtrack.document(issues, project=project, query=query,
-                            estimate_field=estimate_field.strip(), priorities=priorities)
-    path = youtrack.write_task_file(doc, to or _watch_dir(), project)
-    out.print(f"{len(issues)} issues of {project} written to {path} (source "
-              f"{youtrack.sources.youtrack(project, query)})", markup=False, soft_wrap=True)
+        if not issues:
+            err.print(f"no open issues in {project} match "
+                      f"{youtrack.query_for(project, query)!r}; nothing written", markup=False,
+                      soft_wrap=True)
+            return
+        doc = youtrack.document(issues, project=project, query=query,
+                                estimate_field=estimate_field.strip(), priorities=priorities)
+        path = youtrack.write_task_file(doc, to or _watch_dir(), project, query)
+        out.print(f"{len(issues)} issues of {project} written to {path} (source "
+                  f"{youtrack.sources.youtrack(project, query)})", markup=False, soft_wrap=True)
+
+    while True:
+        try:
+            pull()
+        except youtrack.YouTrackError as exc:
+            if interval is None or not exc.unavailable:
+                raise _fail(str(exc), RET_UNAVAILABLE if exc.unavailable else RET_INVALID
+                            ) from exc
+            err.print(f"pull failed, trying again in {durations.format_seconds(interval)}: "
+                      f"{exc}", markup=False, soft_wrap=True)
+        if interval is None:
+            return
+        time.sleep(interval)
 
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}

@@ -10,10 +10,10 @@ of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -139,21 +139,26 @@ def document(issues: list[dict[str, Any]], *, project: str, query: str | None = 
     return doc
 
 
-def write_task_file(issues: Any, folder: Path, project: str) -> Path:
-    """Write ``issues`` (:func:`document`'s envelope, or a plain list) as
-    ``youtrack-<project>-<time>.json`` in ``folder``, atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
+def file_name(project: str, query: str | None = None) -> str:
+    """The task file of a project's pulls: ``youtrack-<project>.json``, or
+    ``youtrack-<project>-<hash of the search terms>.json``."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", project) or "project"
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    final = folder / f"youtrack-{safe}-{stamp}.json"
-    n = 1
-    while final.exists():
-        n += 1
-        final = folder / f"youtrack-{safe}-{stamp}-{n}.json"
+    terms = sources.normalise_query(query)
+    tag = f"-{hashlib.sha256(terms.encode()).hexdigest()[:8]}" if terms else ""
+    return f"youtrack-{safe}{tag}.json"
+
+
+def write_task_file(issues: Any, folder: Path, project: str, query: str | None = None) -> Path:
+    """Write ``issues`` (:func:`document`'s envelope, or a plain list) atomically as
+    ``youtrack-<project>.json`` in ``folder`` (``youtrack-<project>-<hash of the query>.json``
+    with search terms): every pull replaces the file of the last one, a new version of its
+    source for the watcher."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / file_name(project, query)
     tmp = folder / f".{final.name}.{os.getpid()}.tmp"  # hidden: the watcher ignores it
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(issues, fh, ensure_ascii=False, indent=1)
         fh.flush()
         os.fsync(fh.fileno())
-    os.rename(tmp, final)
+    os.replace(tmp, final)
     return final

@@ -41,7 +41,7 @@ def test_open_issues_are_written_atomically_as_a_plannable_task_file(
              "--to", str(tmp_path))
     assert r.returncode == 0, r.stderr
     (written,) = tmp_path.iterdir()  # no temporary file left beside it
-    assert written.name.startswith("youtrack-SAM-") and written.suffix == ".json"
+    assert written.name == "youtrack-SAM.json"
     assert str(written) in r.stdout and "230 issues" in r.stdout
     assert "(source youtrack:SAM)" in r.stdout
     doc = json.loads(written.read_text())

@@ -331,3 +331,54 @@ def test_a_worker_killed_while_applying_a_revision_leaves_it_to_the_next_turn(
     assert len(ids) == len(set(ids)) == 3
     assert set(rec.cancelled) == {first}
     assert [t for _, t in rec.submitted] == ["A", "A", "B"]
+
+
+def test_a_youtrack_project_pulled_five_times_dispatches_each_issue_once(
+        fleet: Fleet) -> None:
+    from tests.support.fake_youtrack import FakeYouTrack, issue
+
+    scripts = fleet.tmp / "scripts"
+    shutil.copytree(SCRIPTS, scripts)
+    shutil.copytree(PACKAGE_SCRIPTS / "f" / "planner", scripts / "f" / "planner")
+    fleet.env["PLANFLEET_SCRIPTS_DIR"] = str(scripts)
+    fleet.workers()
+    yt = FakeYouTrack([issue(f"SAM-{n}", f"Task {n}",
+                             depends_on=(f"SAM-{n - 1}",) if n % 3 else ())
+                       for n in range(1, 7)])
+    pulled = fleet.tmp / "pulled"
+    opened: set[str] = set()
+    try:
+        for k in range(5):
+            if k:  # between pulls: two issues resolved, two new ones
+                for i in [i for i in yt.issues if not i["resolved"]][:2]:
+                    i["resolved"] = 1700000000000
+                yt.issues += [issue(f"SAM-{10 * k + n}", f"New {k}.{n}") for n in (1, 2)]
+            r = fleet.cli("pull", "youtrack", "--url", yt.url, "--token", yt.token,
+                          "--project", "SAM", "--to", str(pulled))
+            assert r.returncode == 0, r.stderr
+            (written,) = pulled.iterdir()
+            fleet.submit(written.read_bytes(), name=written.name)
+            opened = {i["idReadable"] for i in yt.issues if not i["resolved"]}
+    finally:
+        yt.close()
+    # wait for the source's newest plan to end
+    def last() -> models.PlanRecord | None:
+        plans = [p for p in fleet.store.plans.list() if p.status is not P.CANCELLED]
+        busy = any(r.status == "pending" for p in plans
+                   for r in fleet.store.revisions.of_plan(p.id))
+        return plans[0] if plans and plans[0].status is P.BUILT and not busy and all(
+            i.status is not models.InputStatus.QUEUED
+            and i.status is not models.InputStatus.PLANNING
+            for i in fleet.store.inputs.list(limit=50)) else None
+
+    final = wait_for(last, timeout=120, interval=0.2)
+    assert isinstance(final, models.PlanRecord)
+    dispatched: dict[str, int] = {}
+    for p in fleet.store.plans.list():
+        for step in fleet.store.steps.all(p.id):
+            if step.windmill_job_id is not None:
+                dispatched[step.task_id] = dispatched.get(step.task_id, 0) + 1
+    # every issue ran at most once; every issue still open at the last pull ran once
+    assert all(n == 1 for n in dispatched.values()), dispatched
+    assert opened <= set(dispatched), opened - set(dispatched)
+    assert sorted(_steps(fleet, final.id)) == sorted(opened)

@@ -7,6 +7,7 @@ import ast
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -84,35 +85,47 @@ def test_solver_dispatch_runs_and_is_idempotent(local: LocalDispatcher) -> None:
         "issue_id": "SAM-1", "summary": "dispatched SAM-1: Login"}
 
 
-def test_planner_dispatch_plans_youtrack_and_starts_the_immediate_batch(
-        local: LocalDispatcher, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_planner_dispatch_posts_each_pull_to_the_control_plane_as_one_source(
+        local: LocalDispatcher, monkeypatch: pytest.MonkeyPatch, database_url: str,
+        tmp_path: Path) -> None:
+    from planfleet.api import create_app
+    from planfleet.config import Config
+    from planfleet.runtime import open_runtime
+
     yt = FakeYouTrack([
         issue("SAM-1", "Schema", minutes=60),
         issue("SAM-2", "Login", minutes=30, depends_on=("SAM-1",)),
         issue("SAM-3", "Docs", minutes=20),
-        issue("SAM-4", "Icons", minutes=10),
-        issue("SAM-5", "Review", minutes=5, depends_on=("SAM-2", "SAM-3")),
     ])
-    # YouTrack's place and token are the fleet's configuration (here: the environment)
+    rt = open_runtime(Config(database_url=database_url, api_token="api-secret",
+                             state_dir=tmp_path / "state"))
+    rt.store.settings.update(auto_plan=False)
+    server = _serve(create_app(rt))
+    # YouTrack's and the control plane's places and tokens are the fleet's configuration
     monkeypatch.setenv("YOUTRACK_URL", yt.url)
     monkeypatch.setenv("YOUTRACK_TOKEN", yt.token)
+    monkeypatch.setenv("PLANFLEET_API_URL", server.url)
+    monkeypatch.setenv("PLANFLEET_API_TOKEN", "api-secret")
     try:
-        job = uuid.uuid4()
-        local.submit(job, "f/planner/planner_dispatch", {"project": "SAM", "max_parallel": 2},
-                     120)
-        st = wait_done(local, job, timeout=60)
+        results = []
+        for _ in range(2):
+            job = uuid.uuid4()
+            local.submit(job, "f/planner/planner_dispatch", {"project": "SAM"}, 120)
+            st = wait_done(local, job, timeout=60)
+            assert st.state is JobState.SUCCESS, st.error
+            results.append(st.result)
+            yt.issues[2]["resolved"] = 1700000000000  # Docs is resolved before the next pull
     finally:
+        server.stop()
         yt.close()
-    assert st.state is JobState.SUCCESS, st.error
-    out = st.result
-    started = [d["task_id"] for d in out["dispatched"]]
-    # two slots: the critical path's head first, then the longest other ready task
-    assert started == ["SAM-1", "SAM-3"]
-    assert set(out["deferred"]) == {"SAM-2", "SAM-4", "SAM-5"} and out["issues"] == 5
-    # the dispatched jobs are real local jobs of the solver script, and they ran
-    for d in out["dispatched"]:
-        sub = wait_done(local, uuid.UUID(d["job_id"]))
-        assert sub.state is JobState.SUCCESS and sub.result["task_id"] == d["task_id"]
+        rt.close()
+    # each pull is a version of the one source youtrack:SAM (nothing planned or dispatched by
+    # the script itself: the fleet does that, revising the source's plan)
+    first, second = results
+    assert first["issues"] == 3 and first["outcome"] == "recorded"
+    assert second["issues"] == 2 and second["outcome"] == "recorded"
+    assert first["source"] == second["source"] == "youtrack:SAM"
+    assert second["input_id"] != first["input_id"]
 
 
 def test_planner_dispatch_takes_no_url_from_its_args_and_quotes_no_body(
@@ -121,6 +134,8 @@ def test_planner_dispatch_takes_no_url_from_its_args_and_quotes_no_body(
     yt = FakeYouTrack([issue("SAM-1", "Schema", minutes=60)], token="perm:right")
     monkeypatch.setenv("YOUTRACK_URL", yt.url)
     monkeypatch.setenv("YOUTRACK_TOKEN", "perm:wrong")
+    monkeypatch.setenv("PLANFLEET_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PLANFLEET_API_TOKEN", "x")
     try:
         # When a task file names the script with a URL and token of its choosing
         job = uuid.uuid4()
@@ -137,6 +152,34 @@ def test_planner_dispatch_takes_no_url_from_its_args_and_quotes_no_body(
     assert "127.0.0.1:9" not in error
     # and the error quotes the status line, not the body YouTrack sent
     assert "You are not logged in" not in error
+
+
+class _Server:
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                                     log_config=None, access_log=False))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+def _serve(app: Any) -> _Server:
+    return _Server(app)
 
 
 def test_planner_dispatch_without_configuration_says_what_to_set(

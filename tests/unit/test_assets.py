@@ -73,7 +73,7 @@ def test_dangling_flow_module_and_schedule(copy: Path) -> None:
         "          - modules:\n              - id: gone\n                value: {type: script,"
         " path: f/planner/vanished, input_transforms: {}}\n")
     sched = copy / "f/planner/planner_dispatch.schedule.yaml"
-    sched.write_text(sched.read_text().replace("max_parallel: 3", "max_parallel: 3\n  colour: red"))
+    sched.write_text(sched.read_text().replace("project: SAM", "project: SAM\n  colour: red"))
     (copy / "wmill.yaml").write_text("- just\n- a list\n")
     assert sorted(messages(copy)) == sorted([
         "f/planner/nightly.flow/flow.yaml: module 'gone' runs f/planner/vanished, which does "

@@ -1,27 +1,29 @@
-"""Plans a YouTrack project's open issues with planfleet and dispatches the tasks that can start
-now, up to ``max_parallel``, as jobs of the solver script; returns ``{dispatched, deferred}``.
+"""Pulls a YouTrack project's open issues and hands them to planfleet as the next version of
+one source (``youtrack:<project>[?<query>]``); returns what the fleet recorded.
 
-Runs on a schedule (every 15 minutes). Each run plans afresh from YouTrack, so solver agents
-should move an issue out of the query (e.g. set it In Progress) when they take it, and the
-solver script must be idempotent. Needs the ``planfleet`` package on the Windmill worker
-(a worker image with it installed, or a ``# requirements:`` line naming your package index).
+Runs on a schedule (every 15 minutes). Nothing is planned or dispatched here: the fleet plans
+the version, and when the source's plan is building it revises it — issues resolved in
+YouTrack leave, new ones join, unchanged ones are kept or followed — so no issue is dispatched
+twice across pulls and nobody needs to move issues out of the query by hand. Needs the
+``planfleet`` package on the Windmill worker (a worker image with it installed, or a
+``# requirements:`` line naming your package index).
 
-Where YouTrack is and the token to read it are the fleet's configuration, never arguments:
-any task file may name this script with arguments of its choosing, and must not make the fleet
-fetch a URL it picked. They come from the worker's environment (``YOUTRACK_URL``,
-``YOUTRACK_TOKEN``, ``PLANFLEET_SOLVER_SCRIPT``) or else from the Windmill variables
-``f/planner/youtrack_url`` and ``f/planner/youtrack_token``.
+Where YouTrack and the fleet's control plane are, and the tokens for them, are the fleet's
+configuration, never arguments: any task file may name this script with arguments of its
+choosing, and must not make it fetch or post to a URL it picked. They come from the worker's
+environment (``YOUTRACK_URL``, ``YOUTRACK_TOKEN``, ``PLANFLEET_API_URL``,
+``PLANFLEET_API_TOKEN``) or else from the Windmill variables ``f/planner/youtrack_url``,
+``f/planner/youtrack_token``, ``f/planner/planfleet_api_url`` and
+``f/planner/planfleet_api_token``.
 """
 
 import json
 import os
 
+import httpx
 import wmill
 
 from planfleet import youtrack
-from planfleet.planner import plan_bytes
-
-DEFAULT_SOLVER_SCRIPT = "f/planner/solver_dispatch"
 
 
 def _setting(env: str, variable: str | None) -> str | None:
@@ -47,29 +49,19 @@ def _required(env: str, variable: str) -> str:
 def main(
     project: str,
     query: str = "",
-    max_parallel: int = 3,
 ) -> dict:
     url = _required("YOUTRACK_URL", "f/planner/youtrack_url")
     token = _required("YOUTRACK_TOKEN", "f/planner/youtrack_token")
-    solver_script = _setting("PLANFLEET_SOLVER_SCRIPT", None) or DEFAULT_SOLVER_SCRIPT
+    api = _required("PLANFLEET_API_URL", "f/planner/planfleet_api_url").rstrip("/")
+    api_token = _required("PLANFLEET_API_TOKEN", "f/planner/planfleet_api_token")
     issues = youtrack.fetch_issues(url, token, project, query or None)
-    if not issues:
-        return {"dispatched": [], "deferred": [], "issues": 0}
-    plan = plan_bytes(json.dumps(issues).encode(), "youtrack.json", max_parallel=max_parallel)
-    now = plan.immediate_batch[:max_parallel]
-    dispatched = []
-    for task_id in now:
-        task = plan.tasks[task_id]
-        job_id = wmill.run_script_by_path_async(solver_script, args={
-            **task.args, "task_id": task_id, "title": task.title,
-            "solver": task.solver[0] if task.solver else "",
-        })
-        dispatched.append({"task_id": task_id, "job_id": str(job_id)})
-    started = set(now)
-    return {
-        "dispatched": dispatched,
-        "deferred": [t for t in plan.priority_order if t not in started],
-        "issues": len(issues),
-        "makespan": plan.makespan,
-        "critical_path": plan.critical_path,
-    }
+    doc = youtrack.document(issues, project=project, query=query or None)
+    name = youtrack.file_name(project, query or None)
+    resp = httpx.post(f"{api}/api/inputs", params={"filename": name},
+                      content=json.dumps(doc).encode(), timeout=60,
+                      headers={"Authorization": f"Bearer {api_token}",
+                               "Content-Type": "application/json"})
+    if resp.status_code >= 400:
+        raise RuntimeError(f"the control plane refused the pull: {resp.status_code} "
+                           f"{resp.reason_phrase}")
+    return {"issues": len(issues), **resp.json()}
