@@ -328,7 +328,7 @@ def changes(old: TaskDefinition, new: TaskDefinition, *,
         out.append("script")
     if old.solver != new.solver:
         out.append("solver")
-    if canonical(old.args) != canonical(new.args):
+    if old.args != new.args and canonical(old.args) != canonical(new.args):
         out.append("args")
     met = frozenset(done)
     before = old.depends_on - met

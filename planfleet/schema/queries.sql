@@ -885,3 +885,12 @@ ORDER BY id DESC LIMIT 1;
 SELECT r.id, t.key AS task_id, t.value ->> 'title' AS title
 FROM plan_revisions r, jsonb_each(r.plan -> 'tasks') AS t
 WHERE r.plan_id = %(plan_id)s;
+
+-- name: latest_step_states
+-- The latest attempt of every task of a plan, without its args, result and observations: what
+-- a revision decides on (a large plan's steps, read quickly).
+SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windmill_job_id,
+       script, solver, NULL::jsonb AS args, NULL::jsonb AS result, NULL AS error, not_before,
+       started_at, finished_at, qa_job_id, ready_at, removed, stale
+FROM steps WHERE plan_id = %(plan_id)s
+ORDER BY task_id, attempt DESC;

@@ -505,6 +505,12 @@ class StepRepository:
             cur.execute(queries.get("latest_steps"), {"plan_id": plan_id})
             return {r["task_id"]: models.Step.from_row(r) for r in cur.fetchall()}
 
+    def states(self, plan_id: int) -> dict[str, models.Step]:
+        """The latest step of every task, without its args, result and observations."""
+        with self._db.session() as cur:
+            cur.execute(queries.get("latest_step_states"), {"plan_id": plan_id})
+            return {r["task_id"]: models.Step.from_row(r) for r in cur.fetchall()}
+
     def all(self, plan_id: int) -> list[models.Step]:
         return [models.Step.from_row(r) for r in self._db.fetch_all("all_steps", {"plan_id": plan_id})]
 

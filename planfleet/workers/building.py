@@ -123,8 +123,8 @@ class Build:
 
     def _create_steps(self) -> None:
         """The first attempt of every task (nothing for tasks a previous worker started)."""
-        self.store.steps.create(self.plan_id, revising.step_definitions(
-            self.plan_id, self.plan, self.tasks, self._fleet_policy))
+        define = revising.definer(self.plan_id, self.plan, self._fleet_policy)
+        self.store.steps.create(self.plan_id, [define(t) for t in self.tasks])
 
     def _mark_ready(self, steps: Mapping[str, models.Step]) -> None:
         """Pending steps whose dependencies are all done compete for slots from now on."""

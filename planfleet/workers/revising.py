@@ -34,23 +34,23 @@ S = models.StepStatus
 REVISED = "revised: its task changed in the source"
 
 
-def step_definitions(plan_id: int, plan: Plan, task_ids: Iterable[str],
-                     fleet: StepPolicy) -> list[dict[str, Any]]:
-    """What steps of the plan's tasks run with (a first attempt's row, and the row of an
-    attempt with a new definition)."""
+def definer(plan_id: int, plan: Plan, fleet: StepPolicy) -> Callable[[str], dict[str, Any]]:
+    """What a step of one of the plan's tasks runs with (a first attempt's row, and the row of
+    an attempt with a new definition), task by task."""
     rank = {t: i for i, t in enumerate(plan.priority_order)}
-    out = []
-    for task_id in task_ids:
+
+    def define(task_id: str) -> dict[str, Any]:
         task = plan.tasks[task_id]
         solver = (task.solver or [None])[0]
-        out.append({
+        return {
             "task_id": task_id, "script": task.script, "solver": solver,
             "args": {**task.args, "task_id": task_id, "title": task.title, "plan_id": plan_id,
                      "solver": solver or ""},
             "priority": task.effective_priority, "rank": rank.get(task_id, len(rank)),
             "alone": not task.parallel,
-            "timeout": effective(fleet, plan.policy, task.max_attempts, task.timeout).timeout})
-    return out
+            "timeout": effective(fleet, plan.policy, task.max_attempts, task.timeout).timeout}
+
+    return define
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,21 +117,23 @@ def writes(revision: rv.Revision, steps: Mapping[str, models.Step],
     return out
 
 
-def decide(store: Store, record: models.PlanRecord, version: Plan
+def decide(store: Store, record: models.PlanRecord, version: Plan, old: Plan | None = None
            ) -> tuple[rv.Revision, dict[str, models.Step]]:
-    """What ``version`` does to each task of the plan as its steps are now (and those steps:
-    the latest of each task still in the plan)."""
+    """What ``version`` does to each task of the plan (``old``: its document, typed) as its
+    steps are now (and those steps: the latest of each task still in the plan)."""
     assert record.plan is not None
-    steps = store.steps.latest(record.id)
+    steps = store.steps.states(record.id)
     live = {t: s for t, s in steps.items() if s.removed is None}
-    revision = rv.decide(rv.definitions(Plan.model_validate(record.plan)),
+    revision = rv.decide(rv.definitions(old if old is not None
+                                        else Plan.model_validate(record.plan)),
                          {t: rv.state_of(s) for t, s in live.items()}, rv.Version.of_plan(version))
     return revision, live
 
 
-def apply(rt: Runtime, record: models.PlanRecord, dispatcher: Dispatcher) -> bool:
+def apply(rt: Runtime, record: models.PlanRecord, dispatcher: Dispatcher,
+          old: Plan | None = None) -> bool:
     """Apply the plan's pending revision (the newest; older ones were superseded when it was
-    recorded). Whether one was applied."""
+    recorded) to the plan (``old``: its document, typed). Whether one was applied."""
     if record.pending_revision is None or record.plan is None:
         return False
     store = rt.store
@@ -139,10 +141,8 @@ def apply(rt: Runtime, record: models.PlanRecord, dispatcher: Dispatcher) -> boo
     if pending is None or pending.status != "pending" or pending.plan is None:
         return False
     new = Plan.model_validate(pending.plan)
-    revision, live = decide(store, record, new)
-    defined = {d["task_id"]: d for d in step_definitions(
-        record.id, new, new.tasks, rt.config.step_policy())}
-    todo = writes(revision, live, defined.__getitem__)
+    revision, live = decide(store, record, new, old)
+    todo = writes(revision, live, definer(record.id, new, rt.config.step_policy()))
     for job in todo.cancel:  # before the commit: a worker that dies here leaves it pending
         dispatcher.cancel(job, "its task changed in the source")
     caps = {n: s.capacity for n, s in new.solvers.items() if s.capacity}

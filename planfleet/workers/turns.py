@@ -61,7 +61,7 @@ def _one(rt: Runtime, plan_id: int, dispatcher: Dispatcher, worker: str) -> P:
     if (record.pending_revision is not None and record.plan is not None
             and record.status in (P.QUEUED, P.BUILDING, P.PAUSED, P.BLOCKED)):
         try:  # a newer version of its source comes first
-            if revising.apply(rt, record, dispatcher):
+            if revising.apply(rt, record, dispatcher, typed_plan(record)):
                 record = rt.store.plans.get(plan_id)
         except Exception as exc:
             return _poisoned(rt, plan_id, dispatcher, exc)
