@@ -486,6 +486,11 @@ def show(
     if p.source:
         out.print(f"source {p.source} (its versions: planfleet history)", markup=False,
                   soft_wrap=True)
+    left = (p.plan or {}).get("remaining")
+    if left:
+        out.print(f"revised: {len(left['schedule'])} tasks remain, the last ending at "
+                  f"{durations.format_minutes(left['makespan'])} (from the plan's first step)",
+                  markup=False, soft_wrap=True)
     for r in rt.store.revisions.of_plan(plan_id):
         counts = ", ".join(f"{len(v)} {k}" for k, v in (r.diff or {}).items()
                            if k in _DIFF_KINDS and v)

@@ -792,14 +792,16 @@ WHERE id = %(id)s AND status = 'waiting'
 RETURNING id, plan_id;
 
 -- name: applied_revision
--- pending -> applied, with its diff; the plan takes the version's document (a blocked plan
--- builds again: what the revision changed may be what it waited for).
+-- pending -> applied, with its diff; the plan takes the version's document, with the schedule
+-- of the work that remains (a blocked plan builds again: what the revision changed may be what
+-- it waited for).
 WITH r AS (
     UPDATE plan_revisions SET status = 'applied', diff = %(diff)s, applied_at = now()
     WHERE id = %(id)s AND status = 'pending'
     RETURNING plan_id, plan, summary, digest
 )
-UPDATE plans p SET plan = r.plan, summary = r.summary, digest = r.digest,
+UPDATE plans p SET plan = r.plan || jsonb_build_object('remaining', %(remaining)s::jsonb),
+    summary = r.summary, digest = r.digest,
     revision = p.revision + 1, max_parallel = %(max_parallel)s, solver_caps = %(solver_caps)s,
     status = CASE WHEN p.status = 'blocked' THEN 'building'::planfleet_plan_status
                   ELSE p.status END

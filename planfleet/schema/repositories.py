@@ -695,13 +695,15 @@ class RevisionRepository:
             return int(row["plan_id"])
 
     def apply(self, plan_id: int, revision_id: int, writes: Any, diff: dict[str, Any], *,
-              max_parallel: int, solver_caps: dict[str, int]) -> bool:
+              max_parallel: int, solver_caps: dict[str, int],
+              remaining: dict[str, Any] | None = None) -> bool:
         """Carry out a revision's writes (a :class:`planfleet.workers.revising.Writes`) and
         give the plan the version's document, in one transaction; False (nothing written)
         when the revision is no longer pending."""
         with self._db.transaction() as cur:
             cur.execute(queries.get("applied_revision"), {
                 "id": revision_id, "diff": Jsonb(diff), "max_parallel": max_parallel,
+                "remaining": Jsonb(remaining),
                 "solver_caps": Jsonb(solver_caps) if solver_caps else None})
             row = cur.fetchone()
             if row is None:

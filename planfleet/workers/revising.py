@@ -15,6 +15,7 @@ the start of each turn: their outcome is recorded, and counts for nothing else.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ import structlog
 from planfleet import models
 from planfleet.dispatch import Dispatcher, JobState
 from planfleet.planner import revision as rv
-from planfleet.planner.plan import Plan
+from planfleet.planner.plan import Plan, replan
 from planfleet.policy import StepPolicy, effective
 from planfleet.runtime import Runtime
 from planfleet.schema.repositories import Store
@@ -147,11 +148,32 @@ def apply(rt: Runtime, record: models.PlanRecord, dispatcher: Dispatcher,
         dispatcher.cancel(job, "its task changed in the source")
     caps = {n: s.capacity for n, s in new.solvers.items() if s.capacity}
     applied = store.revisions.apply(record.id, pending.id, todo, revision.event_data(),
-                                    max_parallel=new.max_parallel, solver_caps=caps)
+                                    max_parallel=new.max_parallel, solver_caps=caps,
+                                    remaining=remaining(new, revision, live))
     if applied:
         log.info("plan_revised", action="build", plan_id=record.id, revision=pending.id,
                  **{k: len(v) for k, v in revision.summary().items()})
     return applied
+
+
+def remaining(plan: Plan, revision: rv.Revision, steps: Mapping[str, models.Step],
+              now: dt.datetime | None = None) -> dict[str, Any]:
+    """The schedule of the work that remains once the revision is applied (minutes from the
+    plan's first step, as its schedule): what it keeps done is done, what it follows runs
+    since it started, the rest is planned by the planner's :func:`replan`."""
+    now = now or dt.datetime.now(dt.UTC)
+    starts = [s.started_at for s in steps.values() if s.started_at is not None]
+    origin = min(starts, default=now)
+
+    def minutes(at: dt.datetime) -> float:
+        return max(0.0, (at - origin).total_seconds() / 60)
+
+    done = [t for t in revision.of(rv.Action.KEEP, rv.Action.STALE)
+            if t in plan.tasks and t in steps and steps[t].status is S.COMPLETED]
+    running = {t: minutes(steps[t].started_at or now) for t in revision.of(rv.Action.ADOPT)
+               if t in plan.tasks and t in steps}
+    left = replan(plan, done, running, minutes(now))
+    return {"at": now.isoformat(), **left.model_dump(mode="json")}
 
 
 def settle(store: Store, steps: Mapping[str, models.Step]) -> bool:

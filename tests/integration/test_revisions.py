@@ -79,6 +79,9 @@ def test_a_new_version_revises_the_running_plan_and_every_task_runs_once(fleet: 
     steps = _steps(fleet, plan_id)
     assert steps["C"].attempt == 1 and steps["C"].args["title"] == "Slow migration"
     assert steps["E"].status is S.CANCELLED and steps["E"].removed == "removed_from_source"
+    # the schedule was recomputed for what remained: C under way, D and F to come
+    assert record.plan is not None
+    assert sorted(record.plan["remaining"]["schedule"]) == ["C", "D", "F"]
     (event,) = fleet.store.events.list(plan_id=plan_id, kind="plan_revised")
     assert (event.data["added"], event.data["removed"], event.data["changed"],
             event.data["adopted"], sorted(event.data["kept"])) == (
