@@ -23,6 +23,7 @@ runner's ``--slots`` slots; reports the slots' utilisation (target >= 90 %).
 from __future__ import annotations
 
 import argparse
+import logging
 import datetime as dt
 import hashlib
 import json
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import _common  # noqa: E402
 
-from planfleet import models, queues  # noqa: E402
+from planfleet import logs, models, queues  # noqa: E402
 from planfleet.config import Config  # noqa: E402
 from planfleet.runtime import Runtime  # noqa: E402
 from planfleet.schema.repositories import FileVersion, Store  # noqa: E402
@@ -209,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    logs.configure("auto", logging.WARNING)  # the report, not the fleet's info lines
     ap = argparse.ArgumentParser()
     ap.add_argument("--plans", type=int, default=None)
     ap.add_argument("--tasks", type=int, default=None)

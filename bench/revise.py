@@ -14,6 +14,7 @@ version as a plan of its own (its steps created), the way a changed file was han
 from __future__ import annotations
 
 import argparse
+import logging
 import hashlib
 import json
 import sys
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import _common  # noqa: E402
 
-from planfleet import models, queues  # noqa: E402
+from planfleet import logs, models, queues  # noqa: E402
 from planfleet.config import Config  # noqa: E402
 from planfleet.dispatch import JobState, JobStatus  # noqa: E402
 from planfleet.runtime import Runtime  # noqa: E402
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    logs.configure("auto", logging.WARNING)  # the report, not the fleet's info lines
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=10_000)
     ap.add_argument("--changes", type=int, default=100)

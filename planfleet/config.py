@@ -108,6 +108,8 @@ class Config(BaseSettings):
     runner_slots: int = Field(defaults.RUNNER_SLOTS, ge=1)
     #: seconds of waiting ready that raise a step's standing by one priority level
     aging: float = Field(defaults.AGING, gt=0)
+    #: turns a build worker takes at once (threads; its Postgres pool grows to match)
+    turn_threads: int = Field(defaults.TURN_THREADS, ge=1, le=64)
     build_stale: float = Field(defaults.BUILD_STALE, gt=0)
     requeue_after: float = Field(defaults.REQUEUE_AFTER, gt=0)
     reconcile_interval: float = Field(defaults.RECONCILE_INTERVAL, gt=0)

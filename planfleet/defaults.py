@@ -114,6 +114,11 @@ RUNNER_SLOTS = 8
 AGING = 600.0
 #: Seconds an RQ turn job may run (a turn is short; this only bounds a stuck one).
 TURN_JOB_TIMEOUT = 600
+#: Plans whose turns one RQ job takes (the tracker wakes plans in such batches).
+TURN_BATCH = 64
+#: Turns a build worker takes at once, in threads (a turn mostly waits on Postgres and the
+#: dispatcher, so several overlap on one core).
+TURN_THREADS = 4
 #: Seconds a plan or input may sit `queued` before the reconciler enqueues it again.
 REQUEUE_AFTER = 60.0
 #: Seconds a planning input's lease (heartbeat every 2 s) may be silent before it is requeued.

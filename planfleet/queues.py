@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import socket
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 import rq
@@ -20,6 +21,14 @@ from planfleet import defaults, exceptions, processes
 #: Dotted paths of the job functions, so enqueuers need not import the workers.
 PLAN_JOB = "planfleet.workers.jobs.plan_input"
 BUILD_JOB = "planfleet.workers.jobs.build_plan"
+TURNS_JOB = "planfleet.workers.jobs.build_plans"
+
+
+def _shown(payload: Any) -> str:
+    """A job's argument as its description shows it (a long list of ids cut short)."""
+    if isinstance(payload, list) and len(payload) > 5:
+        return f"[{', '.join(map(str, payload[:5]))}, … {len(payload)} plans]"
+    return str(payload)
 
 
 def connect(url: str) -> redis.Redis:
@@ -46,20 +55,24 @@ class Queues:
         return rq.Retry(max=defaults.JOB_RETRY_MAX, interval=list(defaults.JOB_RETRY_INTERVALS))
 
     def _enqueue(
-        self, queue: rq.Queue, func: str, ids: Sequence[int], timeout: int
+        self, queue: rq.Queue, func: str, payloads: Sequence[Any], timeout: int, *,
+        at_front: bool = False,
     ) -> list[str]:
-        if not ids:
+        """One job of ``func`` per payload (its one argument: an id, or a list of ids);
+        ``at_front``: before the jobs waiting in the queue."""
+        if not payloads:
             return []
         datas = [
             rq.Queue.prepare_data(
                 func,
-                args=(i,),
+                args=(x,),
                 timeout=timeout,
                 result_ttl=defaults.JOB_RESULT_TTL,
                 retry=self._retry(),
-                description=f"{func.rsplit('.', 1)[-1]}({i})",
+                description=f"{func.rsplit('.', 1)[-1]}({_shown(x)})",
+                at_front=at_front,
             )
-            for i in ids
+            for x in payloads
         ]
         try:
             with self.connection.pipeline() as pipe:
@@ -76,6 +89,15 @@ class Queues:
     def enqueue_builds(self, plan_ids: Sequence[int]) -> list[str]:
         """Enqueue ``build_plan(id)`` for each plan; returns the RQ job ids."""
         return self._enqueue(self.build, BUILD_JOB, plan_ids, defaults.BUILD_JOB_TIMEOUT)
+
+    def enqueue_turns(self, plan_ids: Sequence[int]) -> list[str]:
+        """Enqueue the plans' turns, up to :data:`~planfleet.defaults.TURN_BATCH` plans a job
+        (``build_plans(ids)``), ahead of the jobs waiting (what ended is acted on first, not
+        after a burst of new plans); returns the RQ job ids."""
+        ids = list(plan_ids)
+        return self._enqueue(self.build, TURNS_JOB, [
+            ids[k:k + defaults.TURN_BATCH] for k in range(0, len(ids), defaults.TURN_BATCH)],
+            defaults.TURN_JOB_TIMEOUT, at_front=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ class Runtime:
 
 
 def open_runtime(config: Config | None = None, *, apply_migrations: bool = True,
-                 wait: bool = False) -> Runtime:
+                 wait: bool = False, pool_max: int | None = None) -> Runtime:
     """Connect to Postgres and Redis as ``config`` says, applying migrations first; with
     ``wait``, wait for Postgres to answer instead of failing (long-running services)."""
     config = config or Config()
@@ -33,7 +33,8 @@ def open_runtime(config: Config | None = None, *, apply_migrations: bool = True,
         migrate.migrate(config.database_url)
     return Runtime(
         config=config,
-        store=Store.from_url(config.database_url),
+        store=Store.from_url(config.database_url,
+                             **({} if pool_max is None else {"pool_max": pool_max})),
         queues=queues.Queues(
             queues.connect(config.redis_url),
             plan_queue=config.plan_queue,

@@ -15,6 +15,7 @@ also finds a job Windmill lost (404: it is reported unknown, and submitted again
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -59,6 +60,10 @@ _UNKNOWN = JobStatus(JobState.UNKNOWN)
 
 
 class WindmillDispatcher:
+    #: turns may submit and cancel while the tracker asks for statuses (one thread at a time
+    #: calls ``status``)
+    thread_safe = True
+
     def __init__(
         self, client: WindmillClient, *, poll: float = 0.5, check_after: float = 30.0,
         retry_base: float = 1.0, retry_cap: float = 60.0, concurrency: int = 8,
@@ -75,6 +80,9 @@ class WindmillDispatcher:
         self._next_poll = 0.0
         #: False once Windmill answered that it has no listing endpoints
         self._listing = True
+        #: guards the bookkeeping (``_jobs``), never held over a request: turns submit while
+        #: the tracker looks (one thread calls ``status`` at a time)
+        self._lock = threading.Lock()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -116,8 +124,9 @@ class WindmillDispatcher:
     def submit_many(self, jobs: Sequence[Submission]) -> dict[uuid.UUID, DispatchError | None]:
         if not jobs:
             return {}
-        if self._first_sent is None:
-            self._first_sent = time.time()  # completions are looked for from here on
+        with self._lock:
+            if self._first_sent is None:
+                self._first_sent = time.time()  # completions are looked for from here on
 
         def send(job: Submission) -> DispatchError | None:
             try:
@@ -127,6 +136,11 @@ class WindmillDispatcher:
             return None
 
         out = dict(zip((j.job_id for j in jobs), self._map(send, jobs), strict=True))
+        with self._lock:
+            self._sent(out)
+        return out
+
+    def _sent(self, out: dict[uuid.UUID, DispatchError | None]) -> None:
         now = time.monotonic()
         first = self.check_after if self._listing else FALLBACK_FIRST
         for job_id, error in out.items():
@@ -140,35 +154,38 @@ class WindmillDispatcher:
                 delay = min(self.retry_cap, self.retry_base * 2 ** (failures - 1))
                 self._jobs[job_id] = _Job(_QUEUED, False, now + delay, delay,
                                           resubmit_at=now + delay, failures=failures)
-        return out
 
     def status(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:
         now = time.monotonic()
         wanted = set(job_ids)
-        for job_id in [j for j in self._jobs if j not in wanted]:
-            del self._jobs[job_id]  # the caller has what it needed
-        for job_id in wanted - self._jobs.keys():
-            # submitted by an earlier worker (or never): look it up at once
-            self._jobs[job_id] = _Job(_QUEUED, False, now, self.check_after if self._listing
-                                      else FALLBACK_FIRST)
+        with self._lock:
+            for job_id in [j for j in self._jobs if j not in wanted]:
+                del self._jobs[job_id]  # the caller has what it needed
+            for job_id in wanted - self._jobs.keys():
+                # submitted by an earlier worker (or never): look it up at once
+                self._jobs[job_id] = _Job(_QUEUED, False, now, self.check_after
+                                          if self._listing else FALLBACK_FIRST)
+            open_jobs = {j: job for j, job in self._jobs.items()
+                         if job.resubmit_at is None and not job.status.done}
         if now >= self._next_poll:
             try:
-                self._look(now)
+                self._look(now, open_jobs)
             except DispatchError as exc:
                 log.warning("windmill_poll_failed", error=str(exc))
             self._next_poll = time.monotonic() + self.poll
         out = {}
-        for job_id in job_ids:
-            job = self._jobs[job_id]
-            if job.resubmit_at is not None:
-                out[job_id] = _UNKNOWN if now >= job.resubmit_at else _QUEUED
-            else:
-                out[job_id] = job.status
+        with self._lock:
+            for job_id in job_ids:
+                job = self._jobs.get(job_id) or _Job(_QUEUED, False, now, self.check_after)
+                if job.resubmit_at is not None:
+                    out[job_id] = _UNKNOWN if now >= job.resubmit_at else _QUEUED
+                else:
+                    out[job_id] = job.status
         return out
 
-    def _look(self, now: float) -> None:
-        open_jobs = {j: job for j, job in self._jobs.items()
-                     if job.resubmit_at is None and not job.status.done}
+    def _look(self, now: float, open_jobs: dict[uuid.UUID, _Job]) -> None:
+        """Ask Windmill about the open jobs (no lock held: requests take a while; the _Job
+        records are updated in place)."""
         if not open_jobs:
             return
         fetch = {j for j, job in open_jobs.items() if now >= job.check_at}
@@ -210,8 +227,12 @@ class WindmillDispatcher:
             except DispatchError as exc:
                 return exc
 
+        with self._lock:
+            jobs = {j: self._jobs[j] for j in job_ids if j in self._jobs}
         for job_id, found in zip(job_ids, self._map(get, job_ids), strict=True):
-            job = self._jobs[job_id]
+            job = jobs.get(job_id)
+            if job is None:
+                continue  # no longer followed
             if isinstance(found, DispatchError):
                 log.warning("windmill_lookup_failed", job_id=str(job_id), error=str(found))
                 continue

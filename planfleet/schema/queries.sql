@@ -896,3 +896,7 @@ SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windm
        started_at, finished_at, qa_job_id, ready_at, removed, stale
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY task_id, attempt DESC;
+
+-- name: queued_plans
+-- Plans queued for building, oldest first (their first turns, taken together).
+SELECT id FROM plans WHERE status = 'queued' AND id <> %(but)s ORDER BY id LIMIT %(limit)s;

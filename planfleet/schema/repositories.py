@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from planfleet import durations, exceptions, models, names, sources
+from planfleet import defaults, durations, exceptions, models, names, sources
 from planfleet.schema import queries
 from planfleet.schema.connector import Cursor, Database
 
@@ -368,6 +368,11 @@ class PlanRepository(_Guarded):
         """Held for one turn of the plan; yields False when another turn of it runs."""
         with self._db.try_lock("lock_plan_turn", {"id": plan_id}) as locked:
             yield locked
+
+    def queued(self, *, limit: int, but: int = 0) -> list[int]:
+        """Plans queued for building (but ``but``), oldest first."""
+        return [r["id"] for r in self._db.fetch_all("queued_plans",
+                                                    {"limit": limit, "but": but})]
 
     def want_turn(self, plan_id: int) -> None:
         """Ask the plan's running turn to go round once more."""
@@ -1037,8 +1042,8 @@ class Store:
         self.revisions = RevisionRepository(db)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(Database(url))
+    def from_url(cls, url: str, *, pool_max: int = defaults.DB_POOL_MAX) -> Store:
+        return cls(Database(url, max_size=pool_max))
 
     def close(self) -> None:
         self.db.close()

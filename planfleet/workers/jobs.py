@@ -7,6 +7,7 @@ every job it runs; the pool is rebuilt in a forked work horse (see
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import socket
@@ -15,7 +16,7 @@ import threading
 import rq
 import structlog
 
-from planfleet import logs, models
+from planfleet import defaults, logs, models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, Locked
 from planfleet.dispatch.local import LocalDispatcher
@@ -32,8 +33,9 @@ _runtime: Runtime | None = None
 _prepared = False
 
 
-def preload() -> None:
-    """Do once, before forking work horses: logging, migrations, heavy imports."""
+def preload(*, turns: bool = False) -> None:
+    """Do once, before forking work horses: logging, migrations, heavy imports. ``turns``: a
+    build worker's process, whose Postgres pool serves its turn threads and its tracker."""
     global _prepared
     if _prepared:
         return
@@ -53,7 +55,8 @@ def preload() -> None:
     # built here, inherited by every forked work horse; connections open lazily (and anew
     # after a fork: the Postgres pool and redis-py both check the pid)
     global _runtime
-    _runtime = open_runtime(config, apply_migrations=False)
+    _runtime = open_runtime(config, apply_migrations=False,
+                            pool_max=config.turn_threads + 3 if turns else None)
 
 
 def runtime() -> Runtime:
@@ -111,8 +114,52 @@ def build_plan(plan_id: int) -> str | None:
     except ConfigurationError as exc:
         _misconfigured(rt, plan_id, str(exc))
         return None
+    # other plans queued meanwhile start with it (a burst of new plans is not started one
+    # job after another); their own jobs find them building
+    others = rt.store.plans.queued(limit=defaults.TURN_BATCH - 1, but=plan_id)
+    if others:
+        build_plans([plan_id, *others])
+        return str(rt.store.plans.status(plan_id))
     status = turns.take(rt, plan_id, build.dispatcher, build.dispatching, worker)
     return None if status is None else str(status)
+
+
+def build_plans(plan_ids: list[int]) -> dict[str, int]:
+    """RQ job: turns of several plans (what the tracker saw end, in one batch), taken
+    ``turn_threads`` at a time, then one dispatch round for the fleet. In flow mode each plan
+    gets its own ``build_plan`` job (a flow build follows its run to the end)."""
+    rt = runtime()
+    if rt.config.build_mode == "flow":
+        rt.queues.enqueue_builds(plan_ids)
+        return {"plans": len(plan_ids)}
+    from planfleet.workers import turns
+
+    try:
+        f = fleet()
+    except ConfigurationError as exc:
+        for plan_id in plan_ids:
+            _misconfigured(rt, plan_id, str(exc))
+        return {"plans": 0}
+    worker = f"{socket.gethostname()}:{_job_id()}"
+    futures = [_turn_pool(rt.config.turn_threads).submit(
+        turns.take, rt, plan_id, f.dispatcher, f.dispatching, worker, round_after=False)
+        for plan_id in plan_ids]
+    errors = [exc for fut in futures if (exc := fut.exception()) is not None]
+    f.dispatching.round()
+    if errors:
+        raise errors[0]  # RQ retries the batch: a turn taken again finds nothing to redo
+    return {"plans": len(plan_ids)}
+
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _turn_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """This process's threads for turns (made on first use)."""
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="turn")
+    return _pool
 
 
 def _misconfigured(rt: Runtime, plan_id: int, error: str) -> None:
@@ -138,8 +185,11 @@ def fleet() -> Fleet:
     global _fleet
     if _fleet is None:
         rt = runtime()
-        dispatcher = Locked(make_dispatcher(rt.config))
-        wake = rt.queues.enqueue_builds
+        made = make_dispatcher(rt.config)
+        # the Windmill dispatcher guards its own bookkeeping (its requests overlap); the
+        # local one is called by one thread at a time
+        dispatcher = made if getattr(made, "thread_safe", False) else Locked(made)
+        wake = rt.queues.enqueue_turns
         dispatching = Dispatching(rt.store, dispatcher, rt.config, wake)
         _fleet = Fleet(dispatcher, dispatching,
                        Tracker(rt.store, dispatcher, rt.config, dispatching, wake))

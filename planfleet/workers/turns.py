@@ -39,8 +39,10 @@ def typed_plan(record: models.PlanRecord) -> Plan:
 
 
 def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatching,
-         worker: str) -> P | None:
-    """Take the plan's turns (or leave a wish for the turn that runs); the last status seen."""
+         worker: str, *, round_after: bool = True) -> P | None:
+    """Take the plan's turns (or leave a wish for the turn that runs); the last status seen.
+    ``round_after``: then run a dispatch round (unless one ran a moment ago); a caller taking
+    many plans' turns runs one itself."""
     plans = rt.store.plans
     plans.want_turn(plan_id)
     status: P | None = None
@@ -52,7 +54,8 @@ def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatc
                 status = _one(rt, plan_id, dispatcher, worker)
         if not plans.wished(plan_id):
             break
-    dispatching.round_soon()
+    if round_after:
+        dispatching.round_soon()
     return status
 
 

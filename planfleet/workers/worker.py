@@ -43,11 +43,14 @@ MAINTENANCE_INTERVAL = 30
 
 
 class Worker(rq.Worker):
+    #: it takes plans' turns (a build worker): its Postgres pool serves its turn threads
+    TURNS = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
         super().__init__(*args, **kwargs)
         shutdown.install()
-        jobs.preload()
+        jobs.preload(turns=self.TURNS)
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
@@ -110,6 +113,8 @@ class BuildWorker(Worker):
 
         rq worker build_queue --worker-class planfleet.workers.worker.BuildWorker --serializer json
     """
+
+    TURNS = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
