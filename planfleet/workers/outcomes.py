@@ -11,6 +11,7 @@ error is ``error``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from planfleet.dispatch import JobState, JobStatus
@@ -75,3 +76,16 @@ def classify(status: JobStatus) -> Outcome:
     kind = classify_raised(status.error_type)
     message = status.error or "failed"
     return Outcome("error", kind, message, message if kind == SPECIFICATION else None, value)
+
+
+def job_status(observed: Mapping[str, Any]) -> JobStatus:
+    """A job's end as the tracker recorded it."""
+    return JobStatus(JobState(observed["state"]), result=observed.get("result"),
+                     error=observed.get("error"), duration=observed.get("duration"),
+                     link=observed.get("link"), error_type=observed.get("error_type"))
+
+
+def observation(status: JobStatus) -> dict[str, Any]:
+    """What the tracker records of a job's end (the inverse of :func:`job_status`)."""
+    return {"state": str(status.state), "result": status.result, "error": status.error,
+            "duration": status.duration, "link": status.link, "error_type": status.error_type}
