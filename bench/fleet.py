@@ -23,10 +23,10 @@ runner's ``--slots`` slots; reports the slots' utilisation (target >= 90 %).
 from __future__ import annotations
 
 import argparse
-import logging
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import random
 import subprocess

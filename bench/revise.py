@@ -14,9 +14,9 @@ version as a plan of its own (its steps created), the way a changed file was han
 from __future__ import annotations
 
 import argparse
-import logging
 import hashlib
 import json
+import logging
 import sys
 import time
 import uuid

@@ -369,7 +369,7 @@ class PlanRepository(_Guarded):
         with self._db.try_lock("lock_plan_turn", {"id": plan_id}) as locked:
             yield locked
 
-    def queued(self, *, limit: int, but: int = 0) -> list[int]:
+    def queued(self, *, limit: int, but: int = 0) -> Sequence[int]:
         """Plans queued for building (but ``but``), oldest first."""
         return [r["id"] for r in self._db.fetch_all("queued_plans",
                                                     {"limit": limit, "but": but})]

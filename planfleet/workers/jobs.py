@@ -144,7 +144,7 @@ def build_plans(plan_ids: list[int]) -> dict[str, int]:
     futures = [_turn_pool(rt.config.turn_threads).submit(
         turns.take, rt, plan_id, f.dispatcher, f.dispatching, worker, round_after=False)
         for plan_id in plan_ids]
-    errors = [exc for fut in futures if (exc := fut.exception()) is not None]
+    errors = [err for fut in futures if (err := fut.exception()) is not None]
     f.dispatching.round()
     if errors:
         raise errors[0]  # RQ retries the batch: a turn taken again finds nothing to redo

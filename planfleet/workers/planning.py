@@ -121,7 +121,7 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
             if queue:
                 rt.queues.enqueue_builds([current.id])  # its next turn applies it
             return current.id
-        current = rt.store.sources.current_plan(claimed.source)  # it ended meanwhile
+        current = rt.store.sources.current_plan(current.source or "")  # it ended meanwhile
     carry, stale = _kept(rt, current, plan) if current is not None else ([], [])
     plan_id = rt.store.plans.create_from_input(
         input_id, document, plan.summary(), digest, queue=queue, job=job_id,

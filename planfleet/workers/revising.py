@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -42,7 +42,7 @@ def definer(plan_id: int, plan: Plan, fleet: StepPolicy) -> Callable[[str], dict
 
     def define(task_id: str) -> dict[str, Any]:
         task = plan.tasks[task_id]
-        solver = (task.solver or [None])[0]
+        solver = task.solver[0] if task.solver else None
         return {
             "task_id": task_id, "script": task.script, "solver": solver,
             "args": {**task.args, "task_id": task_id, "title": task.title, "plan_id": plan_id,
