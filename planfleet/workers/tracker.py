@@ -6,7 +6,8 @@ dispatcher about every job the fleet runs — for Windmill, the dispatcher's lis
 to at most two status requests per job — and:
 
 - records a job that ended, or vanished, on its step (``steps.observed``) and asks for a turn
-  of the step's plan, which acts on it;
+  of the step's plan, which acts on it (and asks again when an end is still not acted on a
+  few seconds later: that turn was lost with its worker);
 - records a step as running once its job has run for a moment;
 - asks for a turn of a plan whose step is past its timeout (the turn cancels the job);
 - runs a dispatch round, which starts steps whose backoff is over or that waited for capacity
@@ -38,6 +39,8 @@ S = models.StepStatus
 #: Seconds between a follower's attempts to become the tracker, and the leader's checks that
 #: its lock's connection still stands.
 LEADER_CHECK = 2.0
+#: Seconds a recorded end may wait for its plan's turn before the plan is woken again.
+REWAKE = 3.0
 
 
 class Tracker:
@@ -48,16 +51,23 @@ class Tracker:
         self.wake = wake
         #: steps whose timeout was reported to their plan (once each)
         self._timed_out: set[int] = set()
+        #: steps whose recorded end was last reported to their plan at (monotonic seconds)
+        self._woken: dict[int, float] = {}
 
     def tick(self) -> None:
         """One look at the fleet's running jobs, then a dispatch round."""
         rows = self.store.steps.fleet_active()
         jobs: dict[uuid.UUID, dict[str, Any]] = {}
+        wake: set[int] = set()
+        clock = time.monotonic()
         for r in rows:
             job = r["qa_job_id"] if r["status"] == S.NEEDS_QA else r["windmill_job_id"]
             if job is not None and not r["observed"]:
                 jobs[job] = r
-        wake: set[int] = set()
+            elif r["observed"] and clock - self._woken.setdefault(r["id"], clock) >= REWAKE:
+                # recorded, yet not acted on: the turn asked for was lost with its worker
+                wake.add(r["plan_id"])
+                self._woken[r["id"]] = clock
         now = dt.datetime.now(dt.UTC)
         statuses = self.dispatcher.status(list(jobs)) if jobs else {}
         for job, status in statuses.items():
@@ -67,6 +77,7 @@ class Tracker:
                 plan_id = self.store.steps.observe(r["id"], S(r["status"]), observation(status))
                 if plan_id is not None:
                     wake.add(plan_id)
+                    self._woken[r["id"]] = clock
             elif (status.state is JobState.RUNNING and r["status"] == S.DISPATCHED
                   and age >= RUNNING_AFTER):
                 self.store.steps.running(r["id"])
@@ -76,6 +87,8 @@ class Tracker:
                 self._timed_out.add(r["id"])
                 wake.add(r["plan_id"])
         self._timed_out &= {r["id"] for r in rows}
+        for step_id in self._woken.keys() - {r["id"] for r in rows if r["observed"]}:
+            del self._woken[step_id]
         if wake:
             self.wake(sorted(wake))
         self.dispatching.round()
