@@ -104,7 +104,7 @@ class Build:
         """The latest steps of the plan's tasks (after settling the jobs of steps that count
         for nothing since a revision), as a turn decides on them."""
         every = self.store.steps.latest(self.plan_id)
-        if revising.settle(self.store, every):
+        if revising.settle(self.store, every, self.dispatcher, grace=self.config.timeout_grace):
             every = self.store.steps.latest(self.plan_id)
         # a task its source no longer has: its job runs on (on_removed: finish) until it ends
         removed_running = any(s.active for t, s in every.items() if t not in self.tasks)

@@ -176,20 +176,29 @@ def remaining(plan: Plan, revision: rv.Revision, steps: Mapping[str, models.Step
     return {"at": now.isoformat(), **left.model_dump(mode="json")}
 
 
-def settle(store: Store, steps: Mapping[str, models.Step]) -> bool:
+def settle(store: Store, steps: Mapping[str, models.Step], dispatcher: Dispatcher, *,
+           grace: float, now: dt.datetime | None = None) -> bool:
     """Record the ends of jobs that count for nothing now: of steps whose task left the
     source, and of steps whose task runs again with a new definition (then that attempt is
-    created). Whether any was settled."""
+    created); such a job past its timeout is cancelled and recorded so. Whether any was
+    settled."""
+    now = now or dt.datetime.now(dt.UTC)
     settled = False
     for step in steps.values():
-        if step.observed is None or not step.active or (step.removed is None
-                                                        and step.rerun is None):
+        if not step.active or (step.removed is None and step.rerun is None):
             continue
-        state = JobState(step.observed["state"])
-        status = (S.COMPLETED if state is JobState.SUCCESS
-                  else S.CANCELLED if state is JobState.UNKNOWN else S.FAILED)
-        error = (None if status is S.COMPLETED else step.observed.get("error")) or (
-            f"{step.removed}: left the plan" if step.removed else None)
+        if step.observed is not None:
+            state = JobState(step.observed["state"])
+            status = (S.COMPLETED if state is JobState.SUCCESS
+                      else S.CANCELLED if state is JobState.UNKNOWN else S.FAILED)
+            error = (None if status is S.COMPLETED else step.observed.get("error")) or (
+                f"{step.removed}: left the plan" if step.removed else None)
+        elif (step.started_at is not None and step.timeout is not None
+              and (now - step.started_at).total_seconds() > step.timeout + grace):
+            dispatcher.cancel(step.job, "step timeout")
+            status, error = S.FAILED, f"timed out after {step.timeout:g} s"
+        else:
+            continue
         if store.revisions.settle(step, status, error):
             settled = True
             log.info("step_settled", action="build", plan_id=step.plan_id, task_id=step.task_id,
