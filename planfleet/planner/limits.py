@@ -3,13 +3,16 @@
 A task file is untrusted input. The fleet caps how many of its tasks may run at once and how
 long one step may run, and names the scripts a file may run (see :mod:`planfleet.script_paths`).
 A file that asks for more is refused with the field named and the limit quoted; nothing is
-clamped silently.
+clamped silently. A solver's capacity is the exception: it is the fleet's, shared by every plan
+(``planfleet solvers``), and may change while a plan runs; a file's own capacity only narrows
+it, so one above it is planned with a warning on the input (:func:`capacity_warnings`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from planfleet import defaults, script_paths
 from planfleet.planner.errors import Problem
@@ -78,3 +81,17 @@ def _scripts(task_list: TaskList, patterns: Sequence[str], default: str) -> list
     if default_used and not script_paths.allowed(default, patterns):
         refuse(default, field="script")
     return problems
+
+
+def capacity_warnings(solvers: Mapping[str, Any], fleet: Mapping[str, int]) -> list[Problem]:
+    """A file's capacity for a solver above the fleet's: the fleet's holds (a file narrows a
+    capacity, never raises it), and the input says so."""
+    out = []
+    for name, spec in sorted(solvers.items()):
+        mine = getattr(spec, "capacity", None)
+        if mine is not None and name in fleet and mine > fleet[name]:
+            out.append(Problem(
+                "capacity_above_fleet", f"capacity {mine} for solver {name} is above the "
+                f"fleet's {fleet[name]} (planfleet solvers): the fleet's holds",
+                field=f"solvers.{name}.capacity"))
+    return out

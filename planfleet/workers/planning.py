@@ -12,6 +12,7 @@ import structlog
 
 from planfleet import exceptions, models, planner
 from planfleet.planner import revision as rv
+from planfleet.planner.limits import capacity_warnings
 from planfleet.planner.plan import Plan
 from planfleet.runtime import Runtime
 from planfleet.workers import poison
@@ -89,7 +90,8 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
     assert claimed.content is not None
     settings = rt.store.settings.get()
     config = rt.config
-    registered = [s["script"] for s in rt.store.fleet.solvers() if s.get("script")]
+    declared = rt.store.fleet.solvers()
+    registered = [s["script"] for s in declared if s.get("script")]
     limits = planner.Limits(max_parallel=config.max_parallel_limit,
                             timeout=config.step_timeout_limit,
                             allowed_scripts=config.script_patterns(registered))
@@ -109,7 +111,8 @@ def _plan(rt: Runtime, claimed: models.PendingInput, job_id: str,
         json.dumps(document["tasks"], sort_keys=True).encode() + claimed.content
     ).hexdigest()
     queue = settings.auto_build
-    warnings = plan.warnings
+    warnings = plan.warnings + [w.to_dict() for w in capacity_warnings(
+        plan.solvers, {s["name"]: s["capacity"] for s in declared})]
     current = rt.store.sources.current_plan(claimed.source) if claimed.source else None
     if current is not None and current.status in REVISABLE:
         revision_id = rt.store.revisions.add(

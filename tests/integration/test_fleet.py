@@ -84,6 +84,10 @@ def test_a_solver_capacity_holds_across_eight_workers_and_fifty_plans(fleet: Fle
     for p in plans:
         for s in fleet.store.steps.all(p.id):
             assert len(fleet.executions(p.id, s.task_id)) == 1, f"{s.task_id} ran twice"
+    # and each input says that its capacity of 5 was above the fleet's, which held
+    assert plans[0].pending_input_id is not None
+    (warning,) = fleet.store.inputs.get(plans[0].pending_input_id).warnings
+    assert warning["code"] == "capacity_above_fleet" and "the fleet's 3" in warning["message"]
 
 
 def test_a_ready_step_says_why_it_waits_and_starts_when_capacity_is_raised(
