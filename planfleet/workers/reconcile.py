@@ -81,9 +81,21 @@ def live_ids(queue: rq.Queue) -> set[int]:
     found: set[int] = set()
     for job in Job.fetch_many(sorted(job_ids), connection=queue.connection,
                               serializer=queue.serializer):
-        if job is not None and job.args and isinstance(job.args[0], int):
-            found.add(job.args[0])
+        found.update(_ids_of(job))
     return found
+
+
+def _ids_of(job: Job | None) -> list[int]:
+    """The record ids a job carries: its one argument, an id or a list of ids (a batch of
+    turns)."""
+    if job is None or not job.args:
+        return []
+    arg = job.args[0]
+    if isinstance(arg, int):
+        return [arg]
+    if isinstance(arg, list):
+        return [x for x in arg if isinstance(x, int)]
+    return []
 
 
 def prune(rt: Runtime, older_than: float) -> dict[str, int]:
@@ -100,13 +112,15 @@ def prune(rt: Runtime, older_than: float) -> dict[str, int]:
 
 
 def _drop_rq_jobs(queue: rq.Queue, ids: set[int]) -> int:
-    """Delete the finished and failed RQ jobs of ``queue`` whose argument is one of ``ids``."""
+    """Delete the finished and failed RQ jobs of ``queue`` whose records (all of them, for a
+    batch) are among ``ids``."""
     dropped = 0
     for registry in (queue.finished_job_registry, queue.failed_job_registry):
         job_ids = registry.get_job_ids(cleanup=False)
         for job in Job.fetch_many(job_ids, connection=queue.connection,
                                   serializer=queue.serializer):
-            if job is not None and job.args and job.args[0] in ids:
+            carried = _ids_of(job)
+            if job is not None and carried and set(carried) <= ids:
                 job.delete()
                 dropped += 1
     return dropped
