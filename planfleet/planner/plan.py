@@ -316,7 +316,8 @@ def replan(
         caps=[caps_by_name[n] for n in names],
         exclusive=[not t.parallel for t in tasks],
     )
-    done = [t in completed for t in ids]
+    finished = set(completed)
+    done = [t in finished for t in ids]
     # a task past its estimate still holds its slot now: assume it ends just after
     run = {
         index[t]: max(now + _OVERDUE, start + tasks[index[t]].estimate)

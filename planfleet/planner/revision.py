@@ -312,10 +312,12 @@ class Revision:
         }
 
     def event_data(self) -> dict[str, Any]:
-        """What a ``plan_revised`` event records: the diff, the policy, every task's action."""
+        """What a ``plan_revised`` event records: the diff, the policy, and the action of every
+        task the revision does something to (the kept ones are listed in the diff only)."""
         return {**self.summary(), "policy": dataclasses.asdict(self.policy),
                 "unready": list(self.unready),
-                "tasks": {t: self.decisions[t].to_dict() for t in sorted(self.decisions)}}
+                "tasks": {t: d.to_dict() for t, d in sorted(self.decisions.items())
+                          if d.action is not Action.KEEP}}
 
 
 def changes(old: TaskDefinition, new: TaskDefinition, *,

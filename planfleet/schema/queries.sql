@@ -900,3 +900,7 @@ ORDER BY task_id, attempt DESC;
 -- name: queued_plans
 -- Plans queued for building, oldest first (their first turns, taken together).
 SELECT id FROM plans WHERE status = 'queued' AND id <> %(but)s ORDER BY id LIMIT %(limit)s;
+
+-- name: revision_document
+-- A revision's plan document, as JSON text (a large one is typed straight from it).
+SELECT plan::text AS plan FROM plan_revisions WHERE id = %(id)s;

@@ -677,6 +677,13 @@ class RevisionRepository:
         rows = self._db.fetch_all("get_revision", {"id": revision_id})
         return models.RevisionRecord.from_row(rows[0]) if rows else None
 
+    def document(self, revision_id: int) -> str:
+        """A revision's plan document as JSON text."""
+        rows = self._db.fetch_all("revision_document", {"id": revision_id})
+        if not rows:
+            raise exceptions.NotFound(f"revision {revision_id} does not exist")
+        return str(rows[0]["plan"])
+
     def of_plan(self, plan_id: int) -> list[models.RevisionRecord]:
         return [models.RevisionRecord.from_row(r)
                 for r in self._db.fetch_all("plan_revisions", {"plan_id": plan_id})]

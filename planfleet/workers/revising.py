@@ -138,20 +138,18 @@ def apply(rt: Runtime, record: models.PlanRecord, dispatcher: Dispatcher,
     if record.pending_revision is None or record.plan is None:
         return False
     store = rt.store
-    pending = store.revisions.get(record.pending_revision)
-    if pending is None or pending.status != "pending" or pending.plan is None:
-        return False
-    new = Plan.model_validate(pending.plan)
+    pending = record.pending_revision
+    new = Plan.model_validate_json(store.revisions.document(pending))
     revision, live = decide(store, record, new, old)
     todo = writes(revision, live, definer(record.id, new, rt.config.step_policy()))
     for job in todo.cancel:  # before the commit: a worker that dies here leaves it pending
         dispatcher.cancel(job, "its task changed in the source")
     caps = {n: s.capacity for n, s in new.solvers.items() if s.capacity}
-    applied = store.revisions.apply(record.id, pending.id, todo, revision.event_data(),
+    applied = store.revisions.apply(record.id, pending, todo, revision.event_data(),
                                     max_parallel=new.max_parallel, solver_caps=caps,
                                     remaining=remaining(new, revision, live))
     if applied:
-        log.info("plan_revised", action="build", plan_id=record.id, revision=pending.id,
+        log.info("plan_revised", action="build", plan_id=record.id, revision=pending,
                  **{k: len(v) for k, v in revision.summary().items()})
     return applied
 
