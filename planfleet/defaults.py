@@ -137,8 +137,9 @@ CIRCUIT_COOLDOWN = 300.0
 WINDMILL_WORKSPACE = "admins"
 #: Concurrent requests (and kept-alive connections) of one build worker to Windmill.
 WINDMILL_CONCURRENCY = 8
-#: Seconds between a build worker's looks at Windmill for the jobs it tracks.
-WINDMILL_POLL = 0.5
+#: Seconds between the tracker's looks at Windmill for the jobs it follows (two listings a look,
+#: only while jobs run: a completion is seen within this time).
+WINDMILL_POLL = 0.2
 #: Seconds a request to Windmill may take.
 WINDMILL_TIMEOUT = 30.0
 #: First delay (s) before a submission that failed for a transient reason is sent again;
