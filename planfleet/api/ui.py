@@ -103,8 +103,13 @@ def plan_page(request: Request, plan_id: int) -> HTMLResponse:
     latest = rt.store.steps.latest(plan_id)
     doc = p.plan or {}
     live = p.status.value in charts.LIVE
+    attempts = rt.store.steps.all(plan_id)
+    # tasks a revision added or removed are named too: by what their steps ran with, by the
+    # revisions' documents, by the plan's own
+    titles = {s.task_id: s.args.get("title") for s in attempts if isinstance(s.args, dict)}
+    titles.update(rt.store.revisions.titles(p.id))
     return _render(
-        request, "plan.html", p=p, doc=doc, steps=latest, attempts=rt.store.steps.all(plan_id),
+        request, "plan.html", p=p, doc=doc, steps=latest, attempts=attempts,
         label=rt.store.plans.labels([p.id]).get(p.id), live=live,
         gantt=charts.gantt(doc, latest, now=dt.datetime.now(dt.UTC), live=live),
         dag=charts.dag(doc, latest, _dag_layout(p)),
@@ -112,9 +117,7 @@ def plan_page(request: Request, plan_id: int) -> HTMLResponse:
         slots=waiting_reasons(rt.store.fleet.load(), rt.config, p.id),
         circuits=[c for c in rt.store.circuits.get(p.scripts).values() if c.state != "closed"],
         revisions=routes.revisions_of(rt, p.id),
-        # tasks a revision adds or removed are named too
-        revised_doc={"tasks": {**{t: {"title": title} for t, title
-                                  in rt.store.revisions.titles(p.id).items()},
+        revised_doc={"tasks": {**{t: {"title": title} for t, title in titles.items() if title},
                                **doc.get("tasks", {})}},
         events=rt.store.events.list(plan_id=plan_id, limit=30))
 

@@ -416,6 +416,10 @@ def test_a_revision_waiting_for_a_person_is_shown_and_applied_from_the_plan_page
     expect(revision).to_have_attribute("data-status", "applied", timeout=30_000)
     expect(page.locator("h1")).to_contain_text("built", timeout=60_000)
     shot(page, "8-revision-applied")
+    # the steps table keeps B's history, marked as removed from its source
+    expect(page.locator('#steps tr[data-task="B"]')).to_contain_text("Old step")
+    expect(page.locator('#steps tr[data-task="B"]')).to_contain_text("removed from source")
+    expect(revision).to_contain_text("removed: B Old step")
     # Then B never ran, C ran once, A once
     assert fleet.executions(plan_id, "B") == []
     assert len(fleet.executions(plan_id, "C")) == 1 == len(fleet.executions(plan_id, "A"))
