@@ -682,12 +682,6 @@ SELECT s.id, s.plan_id, s.task_id, s.status, s.windmill_job_id, s.qa_job_id, s.s
 FROM steps s
 WHERE s.status IN ('dispatched', 'running', 'needs_qa');
 
--- name: observe_step
--- The tracker saw the step's job end (or vanish): recorded for the plan's next turn.
-UPDATE steps SET observed = %(observed)s
-WHERE id = %(id)s AND status = %(status)s::planfleet_step_status AND observed IS NULL
-RETURNING plan_id;
-
 -- name: list_solvers
 -- The fleet's solvers, with the steps each runs now.
 SELECT v.name, v.capacity, v.script, v.updated_at,
@@ -904,3 +898,17 @@ SELECT id FROM plans WHERE status = 'queued' AND id <> %(but)s ORDER BY id LIMIT
 -- name: revision_document
 -- A revision's plan document, as JSON text (a large one is typed straight from it).
 SELECT plan::text AS plan FROM plan_revisions WHERE id = %(id)s;
+
+-- name: observe_steps
+-- What the tracker saw some steps' jobs end with (or vanish), in one statement: recorded for
+-- their plans' next turns (a step that moved on meanwhile, or is observed already, is left).
+UPDATE steps s SET observed = o.observed
+FROM jsonb_to_recordset(%(rows)s) AS o(id bigint, status text, observed jsonb)
+WHERE s.id = o.id AND s.status = o.status::planfleet_step_status AND s.observed IS NULL
+RETURNING s.id, s.plan_id;
+
+-- name: steps_running
+-- dispatched -> running for the steps whose jobs the runner said started.
+UPDATE steps SET status = 'running', updated_at = now()
+WHERE id = ANY (%(ids)s) AND status = 'dispatched'
+RETURNING id;

@@ -585,15 +585,21 @@ class StepRepository:
     def clear_observed(self, step_id: int) -> None:
         self._db.matched("clear_observed", {"id": step_id})
 
-    def observe(self, step_id: int, status: models.StepStatus,
-                observed: dict[str, Any]) -> int | None:
-        """Record what the tracker saw a step's job end with; its plan id (None: the step
-        moved on, or an observation waits already)."""
-        with self._db.session() as cur:
-            cur.execute(queries.get("observe_step"),
-                        {"id": step_id, "status": status, "observed": Jsonb(observed)})
-            row = cur.fetchone()
-        return None if row is None else int(row["plan_id"])
+    def observe_many(self, seen: list[tuple[int, models.StepStatus, dict[str, Any]]]
+                     ) -> dict[int, int]:
+        """Record what the tracker saw some steps' jobs end with (or vanish), in one statement:
+        step id -> plan id of those recorded (not those that moved on, or wait already)."""
+        if not seen:
+            return {}
+        rows = self._db.fetch_all("observe_steps", {"rows": Jsonb([
+            {"id": step_id, "status": str(status), "observed": observed}
+            for step_id, status, observed in seen])})
+        return {int(r["id"]): int(r["plan_id"]) for r in rows}
+
+    def running_many(self, step_ids: list[int]) -> None:
+        """dispatched -> running for these steps."""
+        if step_ids:
+            self._db.fetch_all("steps_running", {"ids": step_ids})
 
     def cancelled_among(self, step_ids: list[int]) -> list[dict[str, Any]]:
         """The steps of ``step_ids`` that are cancelled, with their job ids."""

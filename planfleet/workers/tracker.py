@@ -70,22 +70,25 @@ class Tracker:
                 self._woken[r["id"]] = clock
         now = dt.datetime.now(dt.UTC)
         statuses = self.dispatcher.status(list(jobs)) if jobs else {}
+        ended: list[tuple[int, S, dict[str, Any]]] = []
+        started: list[int] = []
         for job, status in statuses.items():
             r = jobs[job]
             age = (now - r["started_at"]).total_seconds() if r["started_at"] else 0.0
             if status.done or status.state is JobState.UNKNOWN:
-                plan_id = self.store.steps.observe(r["id"], S(r["status"]), observation(status))
-                if plan_id is not None:
-                    wake.add(plan_id)
-                    self._woken[r["id"]] = clock
+                ended.append((r["id"], S(r["status"]), observation(status)))
             elif (status.state is JobState.RUNNING and r["status"] == S.DISPATCHED
                   and age >= RUNNING_AFTER):
-                self.store.steps.running(r["id"])
+                started.append(r["id"])
             limit = (float(r["timeout"] or self.config.step_timeout) + self.config.timeout_grace
                      + (self.config.qa_timeout if r["status"] == S.NEEDS_QA else 0.0))
             if age > limit and r["id"] not in self._timed_out:
                 self._timed_out.add(r["id"])
                 wake.add(r["plan_id"])
+        for step_id, plan_id in self.store.steps.observe_many(ended).items():
+            wake.add(plan_id)
+            self._woken[step_id] = clock
+        self.store.steps.running_many(started)
         self._timed_out &= {r["id"] for r in rows}
         for step_id in self._woken.keys() - {r["id"] for r in rows if r["observed"]}:
             del self._woken[step_id]
