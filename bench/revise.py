@@ -19,7 +19,6 @@ import json
 import logging
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import _common  # noqa: E402
 
-from planfleet import logs, models, queues  # noqa: E402
+from planfleet import logs, queues  # noqa: E402
 from planfleet.config import Config  # noqa: E402
 from planfleet.dispatch import JobState, JobStatus  # noqa: E402
 from planfleet.runtime import Runtime  # noqa: E402
@@ -157,5 +156,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    _ = uuid, models
     raise SystemExit(main())

@@ -258,12 +258,6 @@ UPDATE steps SET status = 'dispatched', windmill_job_id = %(job_id)s, started_at
 WHERE id = %(id)s AND status = 'pending'
 RETURNING id;
 
--- name: step_running
--- dispatched -> running (the runner said it started).
-UPDATE steps SET status = 'running', updated_at = now()
-WHERE id = %(id)s AND status = 'dispatched'
-RETURNING id;
-
 -- name: finish_step
 -- dispatched | running -> completed | failed | cancelled | blocked, with the result or the
 -- error (and, blocked, the question for a person).

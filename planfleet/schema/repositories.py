@@ -528,9 +528,6 @@ class StepRepository:
         return self._db.matched("step_needs_qa", {"id": step_id, "qa_job_id": qa_job_id,
                                                   "result": Jsonb(result)})
 
-    def running(self, step_id: int) -> bool:
-        return self._db.matched("step_running", {"id": step_id})
-
     def finish(
         self, step_id: int, status: models.StepStatus, *, result: Any = None,
         error: str | None = None, retry_in: float | None = None,
@@ -585,7 +582,7 @@ class StepRepository:
     def clear_observed(self, step_id: int) -> None:
         self._db.matched("clear_observed", {"id": step_id})
 
-    def observe_many(self, seen: list[tuple[int, models.StepStatus, dict[str, Any]]]
+    def observe(self, seen: list[tuple[int, models.StepStatus, dict[str, Any]]]
                      ) -> dict[int, int]:
         """Record what the tracker saw some steps' jobs end with (or vanish), in one statement:
         step id -> plan id of those recorded (not those that moved on, or wait already)."""
@@ -596,7 +593,7 @@ class StepRepository:
             for step_id, status, observed in seen])})
         return {int(r["id"]): int(r["plan_id"]) for r in rows}
 
-    def running_many(self, step_ids: list[int]) -> None:
+    def running(self, step_ids: list[int]) -> None:
         """dispatched -> running for these steps."""
         if step_ids:
             self._db.fetch_all("steps_running", {"ids": step_ids})

@@ -116,7 +116,7 @@ class FlowBuild(Build):
                 if step.status is S.PENDING:
                     if not self.store.steps.dispatch(step.id, sub):
                         continue
-                    self.store.steps.running(step.id)
+                    self.store.steps.running([step.id])
                 elif step.terminal:
                     continue
                 outcome = outcomes[k] if k < len(outcomes) else None

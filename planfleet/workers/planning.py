@@ -15,7 +15,7 @@ from planfleet.planner import revision as rv
 from planfleet.planner.limits import capacity_warnings
 from planfleet.planner.plan import Plan
 from planfleet.runtime import Runtime
-from planfleet.workers import poison
+from planfleet.workers import poison, revising
 
 log = structlog.get_logger(__name__)
 P = models.PlanStatus
@@ -147,10 +147,7 @@ def _kept(rt: Runtime, previous: models.PlanRecord, plan: Plan) -> tuple[list[in
     (the revision's ``keep`` and ``stale``), and which of them are stale."""
     if previous.status not in (P.BUILT, P.FAILED) or previous.plan is None:
         return [], []
-    steps = rt.store.steps.latest(previous.id)
-    decided = rv.decide(rv.definitions(Plan.model_validate(previous.plan)),
-                        {t: rv.state_of(s) for t, s in steps.items() if s.removed is None},
-                        rv.Version.of_plan(plan))
+    decided, steps = revising.decide(rt.store, previous, plan)
     keep = [steps[t].id for t in decided.of(rv.Action.KEEP, rv.Action.STALE)
             if t in steps and steps[t].status is models.StepStatus.COMPLETED]
     stale = [steps[t].id for t in decided.of(rv.Action.STALE) if t in steps]

@@ -85,10 +85,10 @@ class Tracker:
             if age > limit and r["id"] not in self._timed_out:
                 self._timed_out.add(r["id"])
                 wake.add(r["plan_id"])
-        for step_id, plan_id in self.store.steps.observe_many(ended).items():
+        for step_id, plan_id in self.store.steps.observe(ended).items():
             wake.add(plan_id)
             self._woken[step_id] = clock
-        self.store.steps.running_many(started)
+        self.store.steps.running(started)
         self._timed_out &= {r["id"] for r in rows}
         for step_id in self._woken.keys() - {r["id"] for r in rows if r["observed"]}:
             del self._woken[step_id]

@@ -36,6 +36,19 @@ def _running(fleet: Fleet, plan_id: int, task: str) -> bool:
     return step is not None and step.status in (S.DISPATCHED, S.RUNNING)
 
 
+def _newest_plan(fleet: Fleet) -> int:
+    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
+    assert isinstance(plan_id, int)
+    return plan_id
+
+
+def _once_running(fleet: Fleet, task: str) -> int:
+    """The newest plan, once its ``task`` runs."""
+    plan_id = _newest_plan(fleet)
+    wait_for(lambda: _running(fleet, plan_id, task), timeout=60)
+    return plan_id
+
+
 def _ended(fleet: Fleet, plan_id: int) -> models.PlanRecord:
     record = wait_for(lambda: (p := fleet.store.plans.get(plan_id)).status in (
         P.BUILT, P.FAILED, P.BLOCKED) and p, timeout=90, interval=0.1)
@@ -56,8 +69,7 @@ def test_a_new_version_revises_the_running_plan_and_every_task_runs_once(fleet: 
     # Given feature.yaml of five tasks, building, its slow task C running
     fleet.workers()
     fleet.submit(_version(fleet, V1, max_parallel=5), name="feature.yaml")
-    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
-    assert isinstance(plan_id, int)
+    plan_id = _once_running(fleet, "C")
     wait_for(lambda: _running(fleet, plan_id, "C") and all(
         _steps(fleet, plan_id)[t].status is S.COMPLETED for t in "AB"), timeout=60)
     # When a second version arrives under the same name: E removed, F added, D's args
@@ -93,9 +105,7 @@ def test_a_changed_running_task_is_cancelled_and_runs_again_with_its_new_definit
     fleet.workers()
     tasks = [{"id": "A", "args": {"sleep": 30.0}}, {"id": "B", "depends_on": ["A"]}]
     fleet.submit(_version(fleet, tasks), name="job.yaml")
-    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
-    assert isinstance(plan_id, int)
-    wait_for(lambda: _running(fleet, plan_id, "A"), timeout=60)
+    plan_id = _once_running(fleet, "A")
     first_job = _steps(fleet, plan_id)["A"].windmill_job_id
     # a new version changes A's args while its job runs (on_change: rerun, the default)
     fleet.submit(_version(fleet, [{"id": "A", "args": {"sleep": 0.05}},
@@ -114,9 +124,7 @@ def test_versions_in_quick_succession_apply_in_order_and_the_newest_wins(fleet: 
     fleet.workers()
     base = [{"id": "A", "args": {"sleep": 2.0}}, {"id": "B", "depends_on": ["A"]}]
     fleet.submit(_version(fleet, base), name="quick.yaml")
-    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
-    assert isinstance(plan_id, int)
-    wait_for(lambda: _running(fleet, plan_id, "A"), timeout=60)
+    plan_id = _once_running(fleet, "A")
     # two versions 10 ms apart: B's args changed, then changed again
     fleet.submit(_version(fleet, [base[0], dict(base[1], args={"sleep": 0.06})]),
                  name="quick.yaml")
@@ -137,8 +145,7 @@ def test_a_new_version_of_a_built_plan_runs_only_what_changed(fleet: Fleet) -> N
     tasks = [{"id": "A"}, {"id": "B", "depends_on": ["A"]}, {"id": "C", "depends_on": ["B"]},
              {"id": "D"}]
     fleet.submit(_version(fleet, tasks), name="done.yaml")
-    first = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
-    assert isinstance(first, int)
+    first = _newest_plan(fleet)
     assert _ended(fleet, first).status is P.BUILT
     # B changed: B runs again; C (completed, downstream) is kept and marked stale; A and D kept
     changed = [tasks[0], dict(tasks[1], args={"sleep": 0.06}), tasks[2], tasks[3]]
@@ -160,9 +167,7 @@ def test_without_auto_build_a_revision_waits_for_a_person(fleet: Fleet) -> None:
     # (A runs long enough for the person to look before B could start)
     tasks = [{"id": "A", "args": {"sleep": 6.0}}, {"id": "B", "depends_on": ["A"]}]
     fleet.submit(_version(fleet, tasks), name="manual.yaml")
-    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
-    assert isinstance(plan_id, int)
-    wait_for(lambda: _running(fleet, plan_id, "A"), timeout=60)
+    plan_id = _once_running(fleet, "A")
     fleet.store.settings.update(auto_build=False)
     fleet.submit(_version(fleet, [tasks[0], {"id": "C", "depends_on": ["A"]}]),
                  name="manual.yaml")
@@ -219,9 +224,7 @@ def test_a_version_that_fails_to_plan_leaves_the_running_plan_untouched(fleet: F
     fleet.workers()
     base = [{"id": "A", "args": {"sleep": 2.0}}, {"id": "B", "depends_on": ["A"]}]
     fleet.submit(_version(fleet, base), name="bad.yaml")
-    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
-    assert isinstance(plan_id, int)
-    wait_for(lambda: _running(fleet, plan_id, "A"), timeout=60)
+    plan_id = _once_running(fleet, "A")
     broken = fleet.submit(_version(fleet, [base[0], {"id": "B", "depends_on": ["Z"]}]),
                           name="bad.yaml")
     wait_for(lambda: fleet.store.inputs.get(broken).status is models.InputStatus.FAILED,
@@ -240,9 +243,7 @@ def test_on_change_finish_lets_the_job_end_then_runs_the_new_definition(fleet: F
     fleet.workers()
     v1 = [{"id": "A", "args": {"sleep": 2.0}}, {"id": "B", "depends_on": ["A"]}]
     fleet.submit(_version(fleet, v1, policy={"on_change": "finish"}), name="finish.yaml")
-    plan_id = wait_for(lambda: (p := fleet.store.plans.list()) and p[0].id, timeout=60)
-    assert isinstance(plan_id, int)
-    wait_for(lambda: _running(fleet, plan_id, "A"), timeout=60)
+    plan_id = _once_running(fleet, "A")
     fleet.submit(_version(fleet, [dict(v1[0], args={"sleep": 0.05}), v1[1]],
                           policy={"on_change": "finish"}), name="finish.yaml")
     record = _ended(fleet, plan_id)
