@@ -28,6 +28,7 @@ from planfleet.planner.plan import Plan, replan
 from planfleet.policy import StepPolicy, effective
 from planfleet.runtime import Runtime
 from planfleet.schema.repositories import Store
+from planfleet.workers import outcomes
 
 log = structlog.get_logger(__name__)
 S = models.StepStatus
@@ -186,10 +187,10 @@ def settle(store: Store, steps: Mapping[str, models.Step], dispatcher: Dispatche
         if not step.active or (step.removed is None and step.rerun is None):
             continue
         if step.observed is not None:
-            state = JobState(step.observed["state"])
-            status = (S.COMPLETED if state is JobState.SUCCESS
-                      else S.CANCELLED if state is JobState.UNKNOWN else S.FAILED)
-            error = (None if status is S.COMPLETED else step.observed.get("error")) or (
+            ended = outcomes.job_status(step.observed)
+            status = (S.COMPLETED if ended.state is JobState.SUCCESS
+                      else S.CANCELLED if ended.state is JobState.UNKNOWN else S.FAILED)
+            error = (None if status is S.COMPLETED else ended.error) or (
                 f"{step.removed}: left the plan" if step.removed else None)
         elif (step.started_at is not None and step.timeout is not None
               and (now - step.started_at).total_seconds() > step.timeout + grace):
