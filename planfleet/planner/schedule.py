@@ -1,10 +1,10 @@
-"""Event-driven list scheduling: the policy the build workers follow, simulated on estimates.
+"""Event-driven list scheduling: the build's dispatch policy, simulated on estimates.
 
-Whenever a task finishes, every newly ready task is started in priority order while slots are
-free, honouring ``max_parallel``, per-solver capacity and ``parallel: false`` (a task that runs
-alone). A higher-priority task blocked only by its solver's capacity lets lower ones pass; a
-``parallel: false`` task at the head of the list holds the others back until it has run, so it
-cannot starve.
+Whenever a task finishes, the ready tasks are offered slots in priority order and
+:func:`planfleet.admission.admit` — the rule the build's dispatch rounds follow too — says
+what each does: start, let the next pass (its solver is all busy), or hold the rest back
+(``max_parallel`` reached, or a ``parallel: false`` task waiting for the plan to empty, so it
+cannot starve).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from collections.abc import Sequence
+
+from planfleet import admission
+from planfleet.admission import ALONE, HOLD, PASS
 
 #: Sentinel capacity of "no solver limit".
 UNLIMITED = 1 << 30
@@ -65,15 +68,13 @@ def simulate(
     n = inst.n
     dur, succ, m = inst.dur, inst.succ, inst.m
     solver, caps, exclusive = inst.solver, inst.caps, inst.exclusive
-    has_solver = any(s >= 0 for s in solver)
-    has_exclusive = any(exclusive)
     start = [0.0] * n
     finish = [0.0] * n
     indeg = [len(p) for p in inst.pred]
     ready: list[tuple[int, int]] = []
     events: list[tuple[float, int]] = []
     busy = [0] * len(caps)
-    free = m
+    active = 0  # tasks running
     alone = False  # a parallel:false task is running
     done_list = done or [False] * n
     running = running or {}
@@ -85,7 +86,7 @@ def simulate(
     for i, f in running.items():
         start[i], finish[i] = now, max(f, now)
         heapq.heappush(events, (finish[i], i))
-        free -= 1
+        active += 1
         if solver[i] >= 0:
             busy[solver[i]] += 1
         if exclusive[i]:
@@ -96,40 +97,29 @@ def simulate(
     heapq.heapify(ready)
     t = now
     heappush, heappop = heapq.heappush, heapq.heappop
+    admit = admission.admit
+    # A task passed over because its solver is all busy waits parked with that solver until
+    # one of the solver's tasks ends: before then the rule would pass it over again.
+    parked: list[list[tuple[int, int]]] = [[] for _ in caps]
     while ready or events:
-        if ready and free > 0 and not alone:
-            stash = None
-            while ready and free > 0:
-                k, i = ready[0]
-                if has_exclusive and exclusive[i]:
-                    if free == m:
-                        heappop(ready)
-                        if solver[i] >= 0:
-                            busy[solver[i]] += 1
-                        start[i] = t
-                        finish[i] = t + dur[i]
-                        heappush(events, (finish[i], i))
-                        free -= 1
-                        alone = True
-                    break
-                if has_solver:
-                    s = solver[i]
-                    if s >= 0:
-                        if busy[s] >= caps[s]:
-                            heappop(ready)
-                            if stash is None:
-                                stash = []
-                            stash.append((k, i))
-                            continue
-                        busy[s] += 1
-                heappop(ready)
-                start[i] = t
-                finish[i] = t + dur[i]
-                heappush(events, (finish[i], i))
-                free -= 1
-            if stash:
-                for item in stash:
-                    heappush(ready, item)
+        while ready:
+            k, i = ready[0]
+            s = solver[i]
+            verdict = admit(exclusive[i], active, m, s >= 0 and busy[s] >= caps[s], alone)
+            if verdict == HOLD:
+                break
+            heappop(ready)
+            if verdict == PASS:
+                parked[s].append((k, i))
+                continue
+            if s >= 0:
+                busy[s] += 1
+            start[i] = t
+            finish[i] = f = t + dur[i]
+            heappush(events, (f, i))
+            active += 1
+            if verdict == ALONE:
+                alone = True
         if not events:
             break  # nothing running and nothing can start: cannot happen on a valid instance
         t, i = heappop(events)
@@ -137,10 +127,15 @@ def simulate(
         while events and events[0][0] <= t:
             batch.append(heappop(events)[1])
         for i in batch:
-            free += 1
-            if has_solver and solver[i] >= 0:
-                busy[solver[i]] -= 1
-            if has_exclusive and exclusive[i]:
+            active -= 1
+            s = solver[i]
+            if s >= 0:
+                busy[s] -= 1
+                if parked[s]:
+                    for item in parked[s]:
+                        heappush(ready, item)
+                    parked[s] = []
+            if exclusive[i]:
                 alone = False
             for j in succ[i]:
                 indeg[j] -= 1

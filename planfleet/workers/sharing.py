@@ -13,17 +13,21 @@ ready step of every building plan. The policy:
    begins take part (a step whose solver, or whose plan, is at its limit does not take its
    plan's turn), so a round over only those steps chooses as one over every ready step.
 
-A candidate starts only if every bound holds: the fleet's free slots (``max_running``, and the
-local runner's slots), its solver's fleet-wide capacity, its plan's ``max_parallel`` and the
-plan's own (narrower) capacity for the solver, and ``parallel: false`` (a step that runs alone
-starts only when nothing else of its plan runs, and holds the rest of its plan back until then).
-A step blocked only by a full solver lets others pass.
+Offered a slot, a candidate is judged by :func:`planfleet.admission.admit`, the rule the
+planner's schedule simulation follows too (so a plan running alone starts its tasks when its
+schedule predicted): its plan's ``max_parallel`` and ``parallel: false`` (a step that runs alone
+starts only when nothing else of its plan runs, and holds the rest of its plan back until then),
+and its solver, full when its fleet-wide capacity or its plan's own (narrower) one is all busy
+(a step blocked only by a full solver lets others pass). The fleet's free slots
+(``max_running``, and the local runner's slots) end the round.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+
+from planfleet import admission
 
 #: Priority points one aging period is worth (one level: normal 50 -> high 75).
 AGING_POINTS = 25
@@ -126,23 +130,25 @@ def choose(candidates: Sequence[Candidate], plans: Mapping[int, PlanState], flee
     for c in order(candidates, plans, aging):
         if free <= 0:
             break
-        plan = plans[c.plan_id]
-        if c.plan_id in closed or active[c.plan_id] >= plan.max_parallel:
-            continue
-        if c.alone:
-            # it runs alone: not beside anything of its plan, and nothing of its plan passes it
-            closed.add(c.plan_id)
-            if active[c.plan_id]:
-                continue
+        p = c.plan_id
+        plan = plans[p]
         s = c.solver
+        solver_full = s is not None and (
+            (s in fleet.caps and busy.get(s, 0) >= fleet.caps[s])
+            or (s in plan.caps and by_solver[p].get(s, 0) >= plan.caps[s]))
+        verdict = admission.admit(c.alone, active[p], plan.max_parallel, solver_full,
+                                  p in closed)
+        if verdict == admission.HOLD:
+            closed.add(p)
+            continue
+        if verdict == admission.PASS:
+            continue
+        if verdict == admission.ALONE:
+            closed.add(p)
         if s is not None:
-            if s in fleet.caps and busy.get(s, 0) >= fleet.caps[s]:
-                continue
-            if s in plan.caps and by_solver[c.plan_id].get(s, 0) >= plan.caps[s]:
-                continue
             busy[s] = busy.get(s, 0) + 1
-            by_solver[c.plan_id][s] = by_solver[c.plan_id].get(s, 0) + 1
-        active[c.plan_id] += 1
+            by_solver[p][s] = by_solver[p].get(s, 0) + 1
+        active[p] += 1
         free -= 1
         chosen.append(c)
     return chosen

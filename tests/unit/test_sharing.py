@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import heapq
+import inspect
 import random
+from typing import Any
 
 import pytest
 
+from planfleet import admission
 from planfleet.planner import schedule as sch
 from planfleet.workers import sharing
 from planfleet.workers.sharing import Candidate, Fleet, PlanState
@@ -136,8 +139,9 @@ def _run_alone(inst: sch.Instance, key: list[int]) -> list[float]:
     return start
 
 
-@pytest.mark.parametrize("seed", range(25))
-def test_a_plan_running_alone_starts_its_tasks_as_its_schedule_predicted(seed: int) -> None:
+def _random_plan(seed: int) -> tuple[sch.Instance, list[int]]:
+    """A random plan (dependencies, solvers of small capacity, some tasks that run alone) and
+    a random priority order."""
     rng = random.Random(seed)
     n = rng.randint(5, 40)
     succ: list[list[int]] = [[] for _ in range(n)]
@@ -154,5 +158,26 @@ def test_a_plan_running_alone_starts_its_tasks_as_its_schedule_predicted(seed: i
         exclusive=[rng.random() < 0.1 for _ in range(n)])
     key = list(range(n))
     rng.shuffle(key)
+    return inst, key
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_plan_running_alone_starts_its_tasks_as_its_schedule_predicted(seed: int) -> None:
+    inst, key = _random_plan(seed)
     predicted = sch.simulate(inst, key)
     assert _run_alone(inst, key) == predicted.start
+
+
+def test_the_schedule_and_the_build_ask_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both consult planfleet.admission.admit: a plan's schedule and its build cannot drift."""
+    asked: list[str] = []
+    rule = admission.admit
+
+    def spy(*args: Any) -> int:
+        asked.append(inspect.stack()[1].function)
+        return rule(*args)
+
+    monkeypatch.setattr(admission, "admit", spy)
+    inst, key = _random_plan(3)
+    assert _run_alone(inst, key) == sch.simulate(inst, key).start
+    assert {"simulate", "choose"} <= set(asked)
