@@ -6,10 +6,11 @@ Several submissions go out concurrently, over one worker's few kept-alive connec
 
 Tracking many jobs with few requests: every ``poll`` seconds one listing asks which jobs
 completed since the last look (``list_filtered_uuids?completed_after=…``, on Windmill's clock)
-and, while some tracked job has not been seen running, one asks which are running; only a job
-that completed is then fetched (``jobs_u/get``: result, success, duration). A job that shows up
-in neither for ``check_after`` seconds is looked up on its own, at doubling intervals, which
-also finds a job Windmill lost (404: it is reported unknown, and submitted again).
+and, while some tracked job has not been seen running, one asks (at most once a second) which
+are running; only a job that completed is then fetched (``jobs_u/get``: result, success,
+duration). A job that shows up in neither for ``check_after`` seconds is looked up on its own,
+at doubling intervals, which also finds a job Windmill lost (404: it is reported unknown,
+and submitted again).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ CLOCK_EVERY = 600.0
 #: at doubling intervals up to ``FALLBACK_CAP``: a modest rate, whatever the jobs' number.
 FALLBACK_FIRST = 1.0
 FALLBACK_CAP = 30.0
+#: Seconds between asks which jobs run: a step is recorded running only after it has been
+#: dispatched a second anyway (a completion is looked for at every poll).
+RUNNING_EVERY = 1.0
 
 
 @dataclasses.dataclass
@@ -78,6 +82,7 @@ class WindmillDispatcher:
         self._since: str | None = None
         self._first_sent: float | None = None
         self._next_poll = 0.0
+        self._running_at = -RUNNING_EVERY
         #: False once Windmill answered that it has no listing endpoints
         self._listing = True
         #: guards the bookkeeping (``_jobs``), never held over a request: turns submit while
@@ -213,7 +218,8 @@ class WindmillDispatcher:
         fetch |= {uuid.UUID(j) for j in done}
         waiting = [j for j, job in watched.items()
                    if job.status.state is JobState.QUEUED and j not in fetch]
-        if waiting:
+        if waiting and time.monotonic() - self._running_at >= RUNNING_EVERY:
+            self._running_at = time.monotonic()
             running = self.client.job_ids(running="true")
             for j in waiting:
                 if str(j) in running:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,8 @@ class Database:
         self._timeout = timeout
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] | None = None
         self._pid = 0
+        #: the connection a thread holds a lock on (see :meth:`holding`): its statements use it
+        self._held = threading.local()
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]]:
         if self._pool is None or self._pid != os.getpid():
@@ -63,10 +66,20 @@ class Database:
         return self._pool
 
     @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """The connection this thread holds a lock on, else one of the pool's."""
+        held = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with self._get_pool().connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[Cursor]:
         """A cursor inside one transaction: committed on success, rolled back on error."""
         try:
-            with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
@@ -76,21 +89,39 @@ class Database:
         """A cursor whose every statement is its own transaction: for one statement (a read,
         or a guarded update that is atomic by itself)."""
         try:
-            with self._get_pool().connection() as conn, conn.cursor() as cur:
+            with self._connection() as conn, conn.cursor() as cur:
                 yield cur
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
 
     @contextlib.contextmanager
-    def try_lock(self, query: str, params: dict[str, Any]) -> Iterator[bool]:
-        """Hold a transaction-level advisory lock (the named query answers ``locked``) for
-        the length of the block; yields whether it was taken. The lock goes with the
-        transaction, or with the connection of a process that died."""
+    def holding(self, lock: str, unlock: str, params: dict[str, Any]) -> Iterator[bool]:
+        """Try a session-level advisory lock (the named query ``lock`` answers ``locked``,
+        ``unlock`` answers ``unlocked``) and, when taken, hold it and its connection for the
+        block: every statement of this thread inside it goes over that one connection (a
+        turn's dozen statements check out no other). Yields whether it was taken. The lock is
+        released at the end, or with the connection of a process that died; a connection whose
+        release fails is closed, so no lock outlives its block."""
+        if getattr(self._held, "conn", None) is not None:
+            raise RuntimeError("this thread already holds a lock's connection")
         try:
-            with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
-                cur.execute(queries.get(query), params)
-                row = cur.fetchone()
-                yield bool(row and row["locked"])
+            with self._get_pool().connection() as conn:
+                row = conn.execute(queries.get(lock), params).fetchone()
+                if not (row and row["locked"]):
+                    yield False
+                    return
+                self._held.conn = conn
+                try:
+                    yield True
+                finally:
+                    self._held.conn = None
+                    try:
+                        row = conn.execute(queries.get(unlock), params).fetchone()
+                        released = bool(row and row["unlocked"])
+                    except psycopg.Error:
+                        released = False
+                    if not released:
+                        conn.close()  # the server lets go of it with the session
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
 

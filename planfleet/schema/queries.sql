@@ -165,6 +165,14 @@ SELECT id, pending_input_id, status, summary, plan, digest, error, worker, heart
         WHERE r.plan_id = plans.id AND r.status = 'pending') AS pending_revision
 FROM plans WHERE id = %(id)s;
 
+-- name: get_plan_head
+-- One plan without its plan document (a turn reads the document only when it changed).
+SELECT id, pending_input_id, status, summary, digest, error, worker, heartbeat_at,
+       attempts, created_at, updated_at, source, revision,
+       (SELECT max(r.id) FROM plan_revisions r
+        WHERE r.plan_id = plans.id AND r.status = 'pending') AS pending_revision
+FROM plans WHERE id = %(id)s;
+
 -- name: count_plans_by_status
 -- How many plans are in each status.
 SELECT status::text AS status, count(*) AS n FROM plans GROUP BY status;
@@ -501,9 +509,12 @@ WHERE id = %(id)s AND status = 'queued'
 RETURNING id;
 
 -- name: lock_plan_turn
--- Taken for the length of one turn of a plan (released with its transaction, or with the
+-- Taken for the length of one turn of a plan (released by unlock_plan_turn, or with the
 -- connection of a worker that died): two turns of one plan never overlap.
-SELECT pg_try_advisory_xact_lock(7014, %(id)s::integer) AS locked;
+SELECT pg_try_advisory_lock(7014, %(id)s::integer) AS locked;
+
+-- name: unlock_plan_turn
+SELECT pg_advisory_unlock(7014, %(id)s::integer) AS unlocked;
 
 -- name: want_turn
 -- A turn was asked for: the plan's running turn (if any) goes round once more.

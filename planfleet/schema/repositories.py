@@ -334,9 +334,10 @@ class PlanRepository(_Guarded):
             cur.execute(queries.get("count_plans_by_status"))
             return {r["status"]: r["n"] for r in cur.fetchall()}
 
-    def get(self, plan_id: int) -> models.PlanRecord:
+    def get(self, plan_id: int, *, document: bool = True) -> models.PlanRecord:
+        """The plan, with its plan document unless ``document`` is false."""
         with self._db.session() as cur:
-            cur.execute(queries.get("get_plan"), {"id": plan_id})
+            cur.execute(queries.get("get_plan" if document else "get_plan_head"), {"id": plan_id})
             row = cur.fetchone()
         if row is None:
             raise exceptions.NotFound(f"plan {plan_id} does not exist")
@@ -365,8 +366,9 @@ class PlanRepository(_Guarded):
 
     @contextlib.contextmanager
     def turn_lock(self, plan_id: int) -> Iterator[bool]:
-        """Held for one turn of the plan; yields False when another turn of it runs."""
-        with self._db.try_lock("lock_plan_turn", {"id": plan_id}) as locked:
+        """Held for one turn of the plan; yields False when another turn of it runs. The
+        turn's statements go over the lock's connection."""
+        with self._db.holding("lock_plan_turn", "unlock_plan_turn", {"id": plan_id}) as locked:
             yield locked
 
     def queued(self, *, limit: int, but: int = 0) -> Sequence[int]:

@@ -56,7 +56,7 @@ class Build:
         self, store: Store, dispatcher: Dispatcher, config: Config, record: models.PlanRecord,
         worker: str, plan: Plan | None = None,
     ) -> None:
-        assert record.plan is not None
+        assert plan is not None or record.plan is not None
         self.store, self.dispatcher, self.config = store, dispatcher, config
         self.plan_id = record.id
         self.status = record.status

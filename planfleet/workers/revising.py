@@ -123,7 +123,7 @@ def decide(store: Store, record: models.PlanRecord, version: Plan, old: Plan | N
            ) -> tuple[rv.Revision, dict[str, models.Step]]:
     """What ``version`` does to each task of the plan (``old``: its document, typed) as its
     steps are now (and those steps: the latest of each task still in the plan)."""
-    assert record.plan is not None
+    assert old is not None or record.plan is not None
     steps = store.steps.states(record.id)
     live = {t: s for t, s in steps.items() if s.removed is None}
     revision = rv.decide(rv.definitions(old if old is not None
@@ -136,7 +136,7 @@ def apply(rt: Runtime, record: models.PlanRecord, dispatcher: Dispatcher,
           old: Plan | None = None) -> bool:
     """Apply the plan's pending revision (the newest; older ones were superseded when it was
     recorded) to the plan (``old``: its document, typed). Whether one was applied."""
-    if record.pending_revision is None or record.plan is None:
+    if record.pending_revision is None or (old is None and record.plan is None):
         return False
     store = rt.store
     pending = record.pending_revision

@@ -7,7 +7,10 @@ to at most two status requests per job — and:
 
 - records a job that ended, or vanished, on its step (``steps.observed``) and asks for a turn
   of the step's plan, which acts on it (and asks again when an end is still not acted on a
-  few seconds later: that turn was lost with its worker);
+  few seconds later — that turn was lost with its worker — then at doubling intervals, so
+  that a busy fleet's backlog of turns is not asked for twice over);
+- asks for the first turn of plans queued for building, ahead of the turns waiting in the
+  queue: a new plan starts within a tick or two however busy the fleet is;
 - records a step as running once its job has run for a moment;
 - asks for a turn of a plan whose step is past its timeout (the turn cancels the job);
 - runs a dispatch round, which starts steps whose backoff is over or that waited for capacity
@@ -26,7 +29,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from planfleet import models
+from planfleet import defaults, models
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, JobState
 from planfleet.schema import queries
@@ -39,8 +42,10 @@ S = models.StepStatus
 #: Seconds between a follower's attempts to become the tracker, and the leader's checks that
 #: its lock's connection still stands.
 LEADER_CHECK = 2.0
-#: Seconds a recorded end may wait for its plan's turn before the plan is woken again.
+#: Seconds a recorded end may wait for its plan's turn before the plan is woken again (and a
+#: queued plan for its first turn); each time again, twice as long, up to REWAKE_CAP.
 REWAKE = 3.0
+REWAKE_CAP = 60.0
 
 
 class Tracker:
@@ -51,8 +56,11 @@ class Tracker:
         self.wake = wake
         #: steps whose timeout was reported to their plan (once each)
         self._timed_out: set[int] = set()
-        #: steps whose recorded end was last reported to their plan at (monotonic seconds)
-        self._woken: dict[int, float] = {}
+        #: steps whose recorded end was reported to their plan: when (monotonic seconds), and
+        #: the wait before it is reported again
+        self._woken: dict[int, tuple[float, float]] = {}
+        #: queued plans asked for their first turn: when, and the wait before asking again
+        self._queued: dict[int, tuple[float, float]] = {}
 
     def tick(self) -> None:
         """One look at the fleet's running jobs, then a dispatch round."""
@@ -64,10 +72,16 @@ class Tracker:
             job = r["qa_job_id"] if r["status"] == S.NEEDS_QA else r["windmill_job_id"]
             if job is not None and not r["observed"]:
                 jobs[job] = r
-            elif r["observed"] and clock - self._woken.setdefault(r["id"], clock) >= REWAKE:
+            elif r["observed"] and _due(self._woken, r["id"], clock):
                 # recorded, yet not acted on: the turn asked for was lost with its worker
                 wake.add(r["plan_id"])
-                self._woken[r["id"]] = clock
+        queued = self.store.plans.queued(limit=defaults.TURN_BATCH)
+        for plan_id in queued:
+            if plan_id not in self._queued or _due(self._queued, plan_id, clock):
+                self._queued.setdefault(plan_id, (clock, REWAKE))
+                wake.add(plan_id)
+        for plan_id in self._queued.keys() - set(queued):
+            del self._queued[plan_id]
         now = dt.datetime.now(dt.UTC)
         statuses = self.dispatcher.status(list(jobs)) if jobs else {}
         ended: list[tuple[int, S, dict[str, Any]]] = []
@@ -87,7 +101,7 @@ class Tracker:
                 wake.add(r["plan_id"])
         for step_id, plan_id in self.store.steps.observe(ended).items():
             wake.add(plan_id)
-            self._woken[step_id] = clock
+            self._woken[step_id] = (clock, REWAKE)
         self.store.steps.running(started)
         self._timed_out &= {r["id"] for r in rows}
         for step_id in self._woken.keys() - {r["id"] for r in rows if r["observed"]}:
@@ -95,6 +109,16 @@ class Tracker:
         if wake:
             self.wake(sorted(wake))
         self.dispatching.round()
+
+
+def _due(woken: dict[int, tuple[float, float]], key: int, clock: float) -> bool:
+    """Whether ``key``, asked for at a time recorded in ``woken`` (first seen now), is due to
+    be asked for again; if so the next wait is twice as long."""
+    at, wait = woken.setdefault(key, (clock, REWAKE))
+    if clock - at < wait:
+        return False
+    woken[key] = (clock, min(wait * 2, REWAKE_CAP))
+    return True
 
 
 def run(tracker: Tracker, url: str, stop: threading.Event, poll: float) -> None:

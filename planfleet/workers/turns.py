@@ -28,7 +28,8 @@ _CACHE_MAX = 4096
 
 
 def typed_plan(record: models.PlanRecord) -> Plan:
-    """The plan document, validated once per process (a plan's document never changes)."""
+    """The plan document, validated once per process (a document that changes, by a
+    revision, changes its digest)."""
     key = (record.id, record.digest)
     plan = _cache.get(key)
     if plan is None:
@@ -36,6 +37,17 @@ def typed_plan(record: models.PlanRecord) -> Plan:
             _cache.clear()
         plan = _cache[key] = Plan.model_validate(record.plan)
     return plan
+
+
+def _read(rt: Runtime, plan_id: int) -> tuple[models.PlanRecord, Plan | None]:
+    """The plan's record and its document, typed: a turn reads the document only when this
+    process has not seen it yet (the record without it is a fraction of the bytes)."""
+    record = rt.store.plans.get(plan_id, document=False)
+    plan = _cache.get((record.id, record.digest))
+    if plan is None:
+        record = rt.store.plans.get(plan_id)
+        plan = None if record.plan is None else typed_plan(record)
+    return record, plan
 
 
 def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatching,
@@ -60,18 +72,21 @@ def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatc
 
 
 def _one(rt: Runtime, plan_id: int, dispatcher: Dispatcher, worker: str) -> P:
-    record = rt.store.plans.get(plan_id)
-    if (record.pending_revision is not None and record.plan is not None
+    try:
+        record, plan = _read(rt, plan_id)
+    except Exception as exc:  # a document no turn can read, too
+        return _poisoned(rt, plan_id, dispatcher, exc)
+    if (record.pending_revision is not None and plan is not None
             and record.status in (P.QUEUED, P.BUILDING, P.PAUSED, P.BLOCKED)):
         try:  # a newer version of its source comes first
-            if revising.apply(rt, record, dispatcher, typed_plan(record)):
-                record = rt.store.plans.get(plan_id)
+            if revising.apply(rt, record, dispatcher, plan):
+                record, plan = _read(rt, plan_id)
         except Exception as exc:
             return _poisoned(rt, plan_id, dispatcher, exc)
-    if record.status not in (P.QUEUED, P.BUILDING, P.PAUSED, P.CANCELLED) or record.plan is None:
+    if record.status not in (P.QUEUED, P.BUILDING, P.PAUSED, P.CANCELLED) or plan is None:
         return record.status  # nothing moves it now (a person decides, or it has ended)
     try:
-        build = Build(rt.store, dispatcher, rt.config, record, worker, typed_plan(record))
+        build = Build(rt.store, dispatcher, rt.config, record, worker, plan)
         if record.status is P.QUEUED and not build.start():
             status = rt.store.plans.status(plan_id)
         else:

@@ -125,3 +125,41 @@ def test_settings_update_and_clear_watch_dir(store: Store) -> None:
     s = store.settings.update(set_watch_dir=True)
     assert s.watch_dir is None and s.max_parallel == 4
     assert store.events.list(kind="settings_changed")
+
+
+def _backend(store: Store) -> int:
+    with store.db.session() as cur:  # the connection this thread's statements use
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        row = cur.fetchone()
+    assert row is not None
+    return int(row["pid"])
+
+
+def test_a_turn_lock_is_held_once_over_one_connection_and_always_let_go(
+    database_url: str, store: Store
+) -> None:
+    other = Store.from_url(database_url)
+    try:
+        with store.plans.turn_lock(41) as locked:
+            assert locked
+            # another connection cannot take it; this thread's statements use the lock's own
+            with other.plans.turn_lock(41) as second:
+                assert not second
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                holder = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                                      "AND classid = 7014 AND objid = 41").fetchall()
+            assert [r[0] for r in holder] == [_backend(store)] * len(holder) and holder
+            with other.plans.turn_lock(42) as different:
+                assert different  # another plan's turn is free
+        with other.plans.turn_lock(41) as again:
+            assert again  # released at the end of the block
+        with pytest.raises(RuntimeError, match="the turn failed"), store.plans.turn_lock(41):
+            raise RuntimeError("the turn failed")
+        with other.plans.turn_lock(41) as after_error:
+            assert after_error  # released when the turn raised, too
+        # a thread holding a plan's lock does not hold another's on the same connection
+        with store.plans.turn_lock(41), pytest.raises(RuntimeError, match="already holds"), \
+                store.plans.turn_lock(43):
+            pass
+    finally:
+        other.close()
