@@ -125,7 +125,7 @@ class FleetCollector(Collector):
                                    labels=["queue"])
         up = GaugeMetricFamily("planfleet_redis_up", "1 when Redis answered this scrape.")
         try:
-            for q in (self.rt.queues.plan, self.rt.queues.build):
+            for q in (self.rt.queues.plan, self.rt.queues.build, self.rt.queues.turns):
                 st = queues.stats(q)
                 depth.add_metric([q.name], st.depth)
                 started.add_metric([q.name], st.started)

@@ -36,6 +36,11 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=30)
 
 
+def turn_queue(build_queue: str) -> str:
+    """The queue of plans' turns beside ``build_queue`` (build workers take its jobs first)."""
+    return f"{build_queue}_turns"
+
+
 class Queues:
     """Enqueues plan and build jobs on RQ with the JSON serializer."""
 
@@ -49,17 +54,17 @@ class Queues:
         self.connection = connection
         self.plan = rq.Queue(plan_queue, connection=connection, serializer=JSONSerializer)
         self.build = rq.Queue(build_queue, connection=connection, serializer=JSONSerializer)
+        self.turns = rq.Queue(turn_queue(build_queue), connection=connection,
+                              serializer=JSONSerializer)
 
     @staticmethod
     def _retry() -> rq.Retry:
         return rq.Retry(max=defaults.JOB_RETRY_MAX, interval=list(defaults.JOB_RETRY_INTERVALS))
 
     def _enqueue(
-        self, queue: rq.Queue, func: str, payloads: Sequence[Any], timeout: int, *,
-        at_front: bool = False,
+        self, queue: rq.Queue, func: str, payloads: Sequence[Any], timeout: int,
     ) -> list[str]:
-        """One job of ``func`` per payload (its one argument: an id, or a list of ids);
-        ``at_front``: before the jobs waiting in the queue."""
+        """One job of ``func`` per payload (its one argument: an id, or a list of ids)."""
         if not payloads:
             return []
         datas = [
@@ -70,7 +75,6 @@ class Queues:
                 result_ttl=defaults.JOB_RESULT_TTL,
                 retry=self._retry(),
                 description=f"{func.rsplit('.', 1)[-1]}({_shown(x)})",
-                at_front=at_front,
             )
             for x in payloads
         ]
@@ -92,12 +96,13 @@ class Queues:
 
     def enqueue_turns(self, plan_ids: Sequence[int]) -> list[str]:
         """Enqueue the plans' turns, up to :data:`~planfleet.defaults.TURN_BATCH` plans a job
-        (``build_plans(ids)``), ahead of the jobs waiting (what ended is acted on first, not
-        after a burst of new plans); returns the RQ job ids."""
+        (``build_plans(ids)``), on the turn queue, which build workers empty before they take
+        a build job (what ended is acted on first, not after a burst of new plans) and in the
+        order asked (the oldest ask first, however many come after); returns the RQ job ids."""
         ids = list(plan_ids)
-        return self._enqueue(self.build, TURNS_JOB, [
+        return self._enqueue(self.turns, TURNS_JOB, [
             ids[k:k + defaults.TURN_BATCH] for k in range(0, len(ids), defaults.TURN_BATCH)],
-            defaults.TURN_JOB_TIMEOUT, at_front=True)
+            defaults.TURN_JOB_TIMEOUT)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -521,6 +521,14 @@ SELECT pg_advisory_unlock(7014, %(id)s::integer) AS unlocked;
 UPDATE plans SET turn_wanted = true WHERE id = %(id)s AND NOT turn_wanted
 RETURNING id;
 
+-- name: want_turns
+-- Turns were asked for (the plans' next turns take them; a job for them is on its way).
+UPDATE plans SET turn_wanted = true WHERE id = ANY(%(ids)s) AND NOT turn_wanted;
+
+-- name: turns_wanted
+-- Which of these plans still want a turn (a turn taken since the ask took its wish).
+SELECT id FROM plans WHERE id = ANY(%(ids)s) AND turn_wanted ORDER BY id;
+
 -- name: take_turn_wish
 -- Consume a wish for a turn (the turn goes round again when there was one).
 UPDATE plans SET turn_wanted = false WHERE id = %(id)s AND turn_wanted
@@ -599,16 +607,18 @@ GROUP BY solver;
 -- stays, since it holds the rest of its plan back even while it waits), in the sharing policy's order (planfleet.workers.sharing.order: standing,
 -- then round-robin over plans served longest ago first, each plan in its own order), and at
 -- most %(margin)s beyond what the fleet and each solver have free: a round reads what it may
--- start, not every waiting step (when the margin was not enough, it reads them all).
-WITH busy AS (
+-- start, not every waiting step (when the margin was not enough, it reads them all). The
+-- running counts are computed once each (MATERIALIZED): joined to every ready step, an
+-- inlined count would be computed again for each when the table's statistics are stale.
+WITH busy AS MATERIALIZED (
     SELECT solver, count(*) AS n FROM steps
     WHERE status IN ('dispatched', 'running', 'needs_qa') AND solver IS NOT NULL
     GROUP BY solver
-), plan_load AS (
+), plan_load AS MATERIALIZED (
     SELECT plan_id, count(*) AS n, bool_or(alone) AS alone FROM steps
     WHERE status IN ('dispatched', 'running', 'needs_qa')
     GROUP BY plan_id
-), plan_solver_load AS (
+), plan_solver_load AS MATERIALIZED (
     SELECT plan_id, solver, count(*) AS n FROM steps
     WHERE status IN ('dispatched', 'running', 'needs_qa') AND solver IS NOT NULL
     GROUP BY plan_id, solver

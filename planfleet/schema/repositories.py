@@ -380,6 +380,15 @@ class PlanRepository(_Guarded):
         """Ask the plan's running turn to go round once more."""
         self._db.matched("want_turn", {"id": plan_id})
 
+    def want_turns(self, plan_ids: Sequence[int]) -> None:
+        """Ask for the plans' turns (their wishes, taken by the turns a job then runs)."""
+        with self._db.session() as cur:
+            cur.execute(queries.get("want_turns"), {"ids": list(plan_ids)})
+
+    def turns_wanted(self, plan_ids: Sequence[int]) -> list[int]:
+        """Those of ``plan_ids`` whose wish for a turn no turn has taken yet."""
+        return [r["id"] for r in self._db.fetch_all("turns_wanted", {"ids": list(plan_ids)})]
+
     def take_turn_wish(self, plan_id: int) -> bool:
         """Whether a turn was asked for since the last call (and consume the wish)."""
         return self._db.matched("take_turn_wish", {"id": plan_id})

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import socket
 import threading
+from collections.abc import Sequence
 
 import rq
 import structlog
@@ -124,10 +126,19 @@ def build_plan(plan_id: int) -> str | None:
     return None if status is None else str(status)
 
 
+def ask_turns(rt: Runtime, plan_ids: Sequence[int]) -> None:
+    """Ask for the plans' turns: their wishes in Postgres, then a ``build_plans`` job (a plan
+    asked for again before its turn came is turned once: the later jobs find no wish)."""
+    rt.store.plans.want_turns(plan_ids)
+    rt.queues.enqueue_turns(plan_ids)
+
+
 def build_plans(plan_ids: list[int]) -> dict[str, int]:
     """RQ job: turns of several plans (what the tracker saw end, in one batch), taken
-    ``turn_threads`` at a time, then one dispatch round for the fleet. In flow mode each plan
-    gets its own ``build_plan`` job (a flow build follows its run to the end)."""
+    ``turn_threads`` at a time, then one dispatch round for the fleet. Only plans that still
+    want a turn are turned (all of them when RQ runs the job again after an error). In flow
+    mode each plan gets its own ``build_plan`` job (a flow build follows its run to the
+    end)."""
     rt = runtime()
     if rt.config.build_mode == "flow":
         rt.queues.enqueue_builds(plan_ids)
@@ -141,9 +152,14 @@ def build_plans(plan_ids: list[int]) -> dict[str, int]:
             _misconfigured(rt, plan_id, str(exc))
         return {"plans": 0}
     worker = f"{socket.gethostname()}:{_job_id()}"
+    job = rq.get_current_job()
+    retried = job is not None and job.retries_left is not None and (
+        job.retries_left < defaults.JOB_RETRY_MAX)
+    if not retried:
+        plan_ids = rt.store.plans.turns_wanted(plan_ids)
     futures = [_turn_pool(rt.config.turn_threads).submit(
-        turns.take, rt, plan_id, f.dispatcher, f.dispatching, worker, round_after=False)
-        for plan_id in plan_ids]
+        turns.take, rt, plan_id, f.dispatcher, f.dispatching, worker, round_after=False,
+        ask=retried) for plan_id in plan_ids]
     errors = [err for fut in futures if (err := fut.exception()) is not None]
     f.dispatching.round()
     if errors:
@@ -189,7 +205,7 @@ def fleet() -> Fleet:
         # the Windmill dispatcher guards its own bookkeeping (its requests overlap); the
         # local one is called by one thread at a time
         dispatcher = made if getattr(made, "thread_safe", False) else Locked(made)
-        wake = rt.queues.enqueue_turns
+        wake = functools.partial(ask_turns, rt)
         dispatching = Dispatching(rt.store, dispatcher, rt.config, wake)
         _fleet = Fleet(dispatcher, dispatching,
                        Tracker(rt.store, dispatcher, rt.config, dispatching, wake))

@@ -41,7 +41,7 @@ def reconcile_once(rt: Runtime) -> dict[str, list[int]]:
             continue  # its job is waiting in the queue: a backlog, not a loss
         out["inputs"].append(input_id)
     stale_plans = rt.store.plans.stale(stale=cfg.build_stale, queued=cfg.requeue_after)
-    waiting = live_ids(rt.queues.build) if stale_plans else set()
+    waiting = (live_ids(rt.queues.build) | live_ids(rt.queues.turns)) if stale_plans else set()
     for plan_id, status in stale_plans:
         if plan_id in waiting:
             continue  # a job for it waits (or runs): a backlog, not a loss
@@ -103,7 +103,8 @@ def prune(rt: Runtime, older_than: float) -> dict[str, int]:
     seconds, and RQ's records of the jobs that carried them."""
     inputs, plans, events = rt.store.plans.prune(older_than)
     jobs = 0
-    for queue, ids in ((rt.queues.plan, set(inputs)), (rt.queues.build, set(plans))):
+    for queue, ids in ((rt.queues.plan, set(inputs)), (rt.queues.build, set(plans)),
+                       (rt.queues.turns, set(plans))):
         if ids:
             jobs += _drop_rq_jobs(queue, ids)
     out = {"inputs": len(inputs), "plans": len(plans), "events": events, "rq_jobs": jobs}

@@ -51,19 +51,25 @@ def _read(rt: Runtime, plan_id: int) -> tuple[models.PlanRecord, Plan | None]:
 
 
 def take(rt: Runtime, plan_id: int, dispatcher: Dispatcher, dispatching: Dispatching,
-         worker: str, *, round_after: bool = True) -> P | None:
+         worker: str, *, round_after: bool = True, ask: bool = True) -> P | None:
     """Take the plan's turns (or leave a wish for the turn that runs); the last status seen.
     ``round_after``: then run a dispatch round (unless one ran a moment ago); a caller taking
-    many plans' turns runs one itself."""
+    many plans' turns runs one itself. ``ask``: leave the wish first (false: whoever asked
+    for the turn left it)."""
     plans = rt.store.plans
-    plans.want_turn(plan_id)
+    if ask:
+        plans.want_turn(plan_id)
     status: P | None = None
     while True:
         with plans.turn_lock(plan_id) as locked:
             if not locked:
                 return status  # another turn runs: it goes round once more for our wish
             while plans.take_turn_wish(plan_id):
-                status = _one(rt, plan_id, dispatcher, worker)
+                try:
+                    status = _one(rt, plan_id, dispatcher, worker)
+                except Exception:
+                    plans.want_turn(plan_id)  # the job's retry takes the turn again
+                    raise
         if not plans.wished(plan_id):
             break
     if round_after:

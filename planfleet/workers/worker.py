@@ -32,6 +32,7 @@ from rq.job import Job
 from rq.worker import WorkerStatus
 
 from planfleet.backoff import Backoff
+from planfleet.queues import turn_queue
 from planfleet.workers import jobs, shutdown
 
 log = structlog.get_logger(__name__)
@@ -106,6 +107,18 @@ class Worker(rq.Worker):
         log.info("redis_back", worker=self.name)
 
 
+def _name(queue: str | rq.Queue) -> str:
+    return queue if isinstance(queue, str) else queue.name
+
+
+def _turns_of(queue: str | rq.Queue) -> str | rq.Queue:
+    """The turn queue beside a build queue (a name for a name, a queue for a queue)."""
+    if isinstance(queue, str):
+        return turn_queue(queue)
+    return rq.Queue(turn_queue(queue.name), connection=queue.connection,
+                    serializer=queue.serializer)
+
+
 class BuildWorker(Worker):
     """The build worker: runs plans' turns in its own process (a turn is short, so no work
     horse is forked for it, as rq's ``SimpleWorker``), and the fleet's tracker in a thread
@@ -116,8 +129,12 @@ class BuildWorker(Worker):
 
     TURNS = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
+        # each build queue's turn queue first: turns before new builds, in the order asked
+        given = list(queues) if isinstance(queues, (list, tuple)) else [queues]
+        names = {_name(q) for q in given}
+        first = [t for t in (_turns_of(q) for q in given) if _name(t) not in names]
+        super().__init__(first + given, *args, **kwargs)
         self._tracking = threading.Event()
         self._tracker: threading.Thread | None = None
 
