@@ -9,8 +9,8 @@ to at most two status requests per job — and:
   of the step's plan, which acts on it (and asks again when an end is still not acted on a
   few seconds later — that turn was lost with its worker — then at doubling intervals, so
   that a busy fleet's backlog of turns is not asked for twice over);
-- asks for the first turn of plans queued for building, ahead of the turns waiting in the
-  queue: a new plan starts within a tick or two however busy the fleet is;
+- asks for the first turn of plans queued for building on the turn queue, which build
+  workers empty before the build jobs (a plan's own ``build_plan`` job may wait behind many);
 - records a step as running once its job has run for a moment;
 - asks for a turn of a plan whose step is past its timeout (the turn cancels the job);
 - runs a dispatch round, which starts steps whose backoff is over or that waited for capacity
