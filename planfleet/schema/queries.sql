@@ -907,8 +907,8 @@ FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY task_id, attempt DESC;
 
 -- name: queued_plans
--- Plans queued for building, oldest first (their first turns, taken together).
-SELECT id FROM plans WHERE status = 'queued' AND id <> %(but)s ORDER BY id LIMIT %(limit)s;
+-- Plans queued for building, oldest first (the tracker asks for their first turns).
+SELECT id FROM plans WHERE status = 'queued' ORDER BY id LIMIT %(limit)s;
 
 -- name: revision_document
 -- A revision's plan document, as JSON text (a large one is typed straight from it).

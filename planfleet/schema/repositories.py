@@ -371,10 +371,9 @@ class PlanRepository(_Guarded):
         with self._db.holding("lock_plan_turn", "unlock_plan_turn", {"id": plan_id}) as locked:
             yield locked
 
-    def queued(self, *, limit: int, but: int = 0) -> Sequence[int]:
-        """Plans queued for building (but ``but``), oldest first."""
-        return [r["id"] for r in self._db.fetch_all("queued_plans",
-                                                    {"limit": limit, "but": but})]
+    def queued(self, *, limit: int) -> Sequence[int]:
+        """Plans queued for building, oldest first."""
+        return [r["id"] for r in self._db.fetch_all("queued_plans", {"limit": limit})]
 
     def want_turn(self, plan_id: int) -> None:
         """Ask the plan's running turn to go round once more."""

@@ -116,12 +116,8 @@ def build_plan(plan_id: int) -> str | None:
     except ConfigurationError as exc:
         _misconfigured(rt, plan_id, str(exc))
         return None
-    # other plans queued meanwhile start with it (a burst of new plans is not started one
-    # job after another); their own jobs find them building
-    others = rt.store.plans.queued(limit=defaults.TURN_BATCH - 1, but=plan_id)
-    if others:
-        build_plans([plan_id, *others])
-        return str(rt.store.plans.status(plan_id))
+    # a burst of new plans starts together without this job: the tracker asks for the
+    # first turns of queued plans, a batch at a time, on the turn queue
     status = turns.take(rt, plan_id, build.dispatcher, build.dispatching, worker)
     return None if status is None else str(status)
 

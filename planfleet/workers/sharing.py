@@ -102,6 +102,15 @@ def order(candidates: Sequence[Candidate], plans: Mapping[int, PlanState],
     return out
 
 
+def solver_full(solver: str | None, fleet_caps: Mapping[str, int], busy: Mapping[str, int],
+                plan_caps: Mapping[str, int], plan_busy: Mapping[str, int]) -> bool:
+    """Every slot of the step's solver is busy: its fleet-wide capacity, or its plan's own."""
+    if solver is None:
+        return False
+    return ((solver in fleet_caps and busy.get(solver, 0) >= fleet_caps[solver])
+            or (solver in plan_caps and plan_busy.get(solver, 0) >= plan_caps[solver]))
+
+
 def could_start(c: Candidate, plan: PlanState, fleet: Fleet) -> bool:
     """Whether a slot could take the step as the round begins: its plan below its limits and
     its solver not all busy (a step that runs alone takes part whatever its solver: it holds
@@ -109,12 +118,8 @@ def could_start(c: Candidate, plan: PlanState, fleet: Fleet) -> bool:
     (``dispatch_candidates``) reads only these."""
     if plan.alone_active or plan.active >= plan.max_parallel:
         return False
-    s = c.solver
-    if c.alone or s is None:
-        return True
-    if s in fleet.caps and fleet.busy.get(s, 0) >= fleet.caps[s]:
-        return False
-    return not (s in plan.caps and plan.active_by_solver.get(s, 0) >= plan.caps[s])
+    return c.alone or not solver_full(c.solver, fleet.caps, fleet.busy, plan.caps,
+                                      plan.active_by_solver)
 
 
 def choose(candidates: Sequence[Candidate], plans: Mapping[int, PlanState], fleet: Fleet,
@@ -133,11 +138,8 @@ def choose(candidates: Sequence[Candidate], plans: Mapping[int, PlanState], flee
         p = c.plan_id
         plan = plans[p]
         s = c.solver
-        solver_full = s is not None and (
-            (s in fleet.caps and busy.get(s, 0) >= fleet.caps[s])
-            or (s in plan.caps and by_solver[p].get(s, 0) >= plan.caps[s]))
-        verdict = admission.admit(c.alone, active[p], plan.max_parallel, solver_full,
-                                  p in closed)
+        full = solver_full(s, fleet.caps, busy, plan.caps, by_solver[p])
+        verdict = admission.admit(c.alone, active[p], plan.max_parallel, full, p in closed)
         if verdict == admission.HOLD:
             closed.add(p)
             continue

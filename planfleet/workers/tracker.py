@@ -76,9 +76,11 @@ class Tracker:
                 # recorded, yet not acted on: the turn asked for was lost with its worker
                 wake.add(r["plan_id"])
         queued = self.store.plans.queued(limit=defaults.TURN_BATCH)
-        for plan_id in queued:
-            if plan_id not in self._queued or _due(self._queued, plan_id, clock):
-                self._queued.setdefault(plan_id, (clock, REWAKE))
+        for plan_id in queued:  # asked for at once when first seen, then as a lost turn
+            if plan_id not in self._queued:
+                self._queued[plan_id] = (clock, REWAKE)
+                wake.add(plan_id)
+            elif _due(self._queued, plan_id, clock):
                 wake.add(plan_id)
         for plan_id in self._queued.keys() - set(queued):
             del self._queued[plan_id]
