@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -95,33 +95,35 @@ class Database:
             raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
 
     @contextlib.contextmanager
-    def holding(self, lock: str, unlock: str, params: dict[str, Any]) -> Iterator[bool]:
-        """Try a session-level advisory lock (the named query ``lock`` answers ``locked``,
-        ``unlock`` answers ``unlocked``) and, when taken, hold it and its connection for the
-        block: every statement of this thread inside it goes over that one connection (a
-        turn's dozen statements check out no other). Yields whether it was taken. The lock is
-        released at the end, or with the connection of a process that died; a connection whose
-        release fails is closed, so no lock outlives its block."""
+    def holding(self, lock: str, unlock: str, ids: Sequence[int]) -> Iterator[list[int]]:
+        """Try a session-level advisory lock per id of ``ids`` (the named query ``lock``,
+        given ``ids``, answers the ``id`` of each lock it took; ``unlock``, given those,
+        answers whether all were ``unlocked``) and hold the ones taken, with their connection,
+        for the block: every statement of this thread inside it goes over that one connection
+        (a batch of turns checks out no other). Yields the ids whose lock was taken. The locks
+        are released at the end, or with the connection of a process that died; a connection
+        whose release fails is closed, so no lock outlives its block."""
         if getattr(self._held, "conn", None) is not None:
             raise RuntimeError("this thread already holds a lock's connection")
         try:
             with self._get_pool().connection() as conn:
-                row = conn.execute(queries.get(lock), params).fetchone()
-                if not (row and row["locked"]):
-                    yield False
+                rows = conn.execute(queries.get(lock), {"ids": list(ids)}).fetchall()
+                locked = [int(r["id"]) for r in rows]
+                if not locked:
+                    yield locked
                     return
                 self._held.conn = conn
                 try:
-                    yield True
+                    yield locked
                 finally:
                     self._held.conn = None
                     try:
-                        row = conn.execute(queries.get(unlock), params).fetchone()
+                        row = conn.execute(queries.get(unlock), {"ids": locked}).fetchone()
                         released = bool(row and row["unlocked"])
                     except psycopg.Error:
                         released = False
                     if not released:
-                        conn.close()  # the server lets go of it with the session
+                        conn.close()  # the server lets go of them with the session
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise exceptions.DatabaseUnavailable(f"Postgres is not reachable: {exc}") from exc
 

@@ -251,6 +251,15 @@ SELECT DISTINCT ON (task_id) id, plan_id, task_id, status, attempt, tries, windm
 FROM steps WHERE plan_id = %(plan_id)s
 ORDER BY task_id, attempt DESC;
 
+-- name: latest_steps_of
+-- The latest attempt of every task of several plans.
+SELECT DISTINCT ON (plan_id, task_id) id, plan_id, task_id, status, attempt, tries,
+       windmill_job_id, script, solver, args, result, error, not_before, started_at,
+       finished_at, error_type, timeout, question, decision, qa_job_id, observed, ready_at,
+       removed, stale, rerun
+FROM steps WHERE plan_id = ANY(%(ids)s)
+ORDER BY plan_id, task_id, attempt DESC;
+
 -- name: all_steps
 -- Every attempt of every task of a plan, in the order they started.
 SELECT id, plan_id, task_id, status, attempt, tries, windmill_job_id, script, solver, args,
@@ -508,13 +517,15 @@ UPDATE plans SET status = 'building', worker = NULL, heartbeat_at = now(),
 WHERE id = %(id)s AND status = 'queued'
 RETURNING id;
 
--- name: lock_plan_turn
--- Taken for the length of one turn of a plan (released by unlock_plan_turn, or with the
--- connection of a worker that died): two turns of one plan never overlap.
-SELECT pg_try_advisory_lock(7014, %(id)s::integer) AS locked;
+-- name: lock_plan_turns
+-- Taken for the length of a worker's turns of these plans (released by unlock_plan_turns, or
+-- with the connection of a worker that died): two turns of one plan never overlap. Answers
+-- the plans whose lock was taken (another worker's turn holds the others).
+SELECT id FROM unnest(%(ids)s::bigint[]) AS id WHERE pg_try_advisory_lock(7014, id::integer);
 
--- name: unlock_plan_turn
-SELECT pg_advisory_unlock(7014, %(id)s::integer) AS unlocked;
+-- name: unlock_plan_turns
+SELECT coalesce(bool_and(pg_advisory_unlock(7014, id::integer)), true) AS unlocked
+FROM unnest(%(ids)s::bigint[]) AS id;
 
 -- name: want_turn
 -- A turn was asked for: the plan's running turn (if any) goes round once more.
@@ -529,16 +540,20 @@ UPDATE plans SET turn_wanted = true WHERE id = ANY(%(ids)s) AND NOT turn_wanted;
 -- Which of these plans still want a turn (a turn taken since the ask took its wish).
 SELECT id FROM plans WHERE id = ANY(%(ids)s) AND turn_wanted ORDER BY id;
 
--- name: take_turn_wish
--- Consume a wish for a turn (the turn goes round again when there was one).
-UPDATE plans SET turn_wanted = false WHERE id = %(id)s AND turn_wanted
-RETURNING id;
+-- name: take_turn_wishes
+-- Consume the wishes for turns of these plans: the plans a turn is due for (each goes round
+-- once more when a wish came in meanwhile), without their documents (a turn reads a
+-- document only when it changed).
+UPDATE plans SET turn_wanted = false WHERE id = ANY(%(ids)s) AND turn_wanted
+RETURNING id, pending_input_id, status, summary, digest, error, worker, heartbeat_at,
+          attempts, created_at, updated_at, source, revision,
+          (SELECT max(r.id) FROM plan_revisions r
+           WHERE r.plan_id = plans.id AND r.status = 'pending') AS pending_revision;
 
--- name: plan_turned
--- A turn of the plan ended (what the reconciler reads to find a plan no turn moves); a turn
+-- name: plans_turned
+-- Turns of the plans ended (what the reconciler reads to find a plan no turn moves); a turn
 -- that ended well clears the count of failed ones.
-UPDATE plans SET heartbeat_at = now(), turn_failures = 0 WHERE id = %(id)s
-RETURNING id;
+UPDATE plans SET heartbeat_at = now(), turn_failures = 0 WHERE id = ANY(%(ids)s);
 
 -- name: turn_failed
 -- A turn of the plan ended with an unexpected error: how many in a row now.
@@ -722,10 +737,6 @@ RETURNING name, capacity, script, updated_at;
 -- Forget a solver (its steps are no longer bound by a fleet-wide capacity).
 DELETE FROM solvers WHERE name = %(name)s
 RETURNING name;
-
--- name: turn_wished
--- Whether a turn of the plan was asked for and not yet taken.
-SELECT turn_wanted AS wished FROM plans WHERE id = %(id)s;
 
 -- name: lock_tracker
 -- Held by the one build worker that tracks the fleet's jobs (for the life of its connection).

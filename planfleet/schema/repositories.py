@@ -365,10 +365,11 @@ class PlanRepository(_Guarded):
                                                 "solver_caps": Jsonb(solver_caps)})
 
     @contextlib.contextmanager
-    def turn_lock(self, plan_id: int) -> Iterator[bool]:
-        """Held for one turn of the plan; yields False when another turn of it runs. The
-        turn's statements go over the lock's connection."""
-        with self._db.holding("lock_plan_turn", "unlock_plan_turn", {"id": plan_id}) as locked:
+    def turn_locks(self, plan_ids: Sequence[int]) -> Iterator[list[int]]:
+        """Held for a batch of turns; yields the plans whose lock was taken (another turn of
+        each of the others runs). The turns' statements go over the locks' connection."""
+        with self._db.holding("lock_plan_turns", "unlock_plan_turns",
+                              sorted(set(plan_ids))) as locked:
             yield locked
 
     def queued(self, *, limit: int) -> Sequence[int]:
@@ -388,13 +389,11 @@ class PlanRepository(_Guarded):
         """Those of ``plan_ids`` whose wish for a turn no turn has taken yet."""
         return [r["id"] for r in self._db.fetch_all("turns_wanted", {"ids": list(plan_ids)})]
 
-    def take_turn_wish(self, plan_id: int) -> bool:
-        """Whether a turn was asked for since the last call (and consume the wish)."""
-        return self._db.matched("take_turn_wish", {"id": plan_id})
-
-    def wished(self, plan_id: int) -> bool:
-        rows = self._db.fetch_all("turn_wished", {"id": plan_id})
-        return bool(rows and rows[0]["wished"])
+    def take_turn_wishes(self, plan_ids: Sequence[int]) -> list[models.PlanRecord]:
+        """The plans a turn was asked for since the last call (their wishes consumed), without
+        their documents."""
+        return [models.PlanRecord.from_row(r)
+                for r in self._db.fetch_all("take_turn_wishes", {"ids": list(plan_ids)})]
 
     def turn_failed(self, plan_id: int) -> int:
         """Count a turn that ended with an unexpected error; the count of such turns in a row."""
@@ -405,8 +404,11 @@ class PlanRepository(_Guarded):
         """queued | building | paused -> failed with ``error``; its pending steps cancelled."""
         self._db.fetch_all("fail_poisoned_plan", {"id": plan_id, "error": error})
 
-    def turned(self, plan_id: int) -> None:
-        self._db.matched("plan_turned", {"id": plan_id})
+    def turned(self, plan_ids: Sequence[int]) -> None:
+        """Turns of the plans ended well."""
+        if plan_ids:
+            with self._db.session() as cur:
+                cur.execute(queries.get("plans_turned"), {"ids": list(plan_ids)})
 
     def pause(self, plan_id: int) -> None:
         """queued | building | blocked -> paused."""
@@ -520,6 +522,13 @@ class StepRepository:
             cur.execute(queries.get("latest_steps"), {"plan_id": plan_id})
             return {r["task_id"]: models.Step.from_row(r) for r in cur.fetchall()}
 
+    def latest_of(self, plan_ids: Sequence[int]) -> dict[int, dict[str, models.Step]]:
+        """The latest step of every task of each plan (a plan without steps is left out)."""
+        out: dict[int, dict[str, models.Step]] = {}
+        for r in self._db.fetch_all("latest_steps_of", {"ids": list(plan_ids)}):
+            out.setdefault(r["plan_id"], {})[r["task_id"]] = models.Step.from_row(r)
+        return out
+
     def states(self, plan_id: int) -> dict[str, models.Step]:
         """The latest step of every task, without its args, result and observations."""
         with self._db.session() as cur:
@@ -547,12 +556,13 @@ class StepRepository:
         """Record an attempt's outcome; with ``retry_in`` the next attempt is created in the
         same transaction, pending for that many seconds (``next_attempt`` says how it
         differs)."""
+        params = {"id": step_id, "status": status,
+                  "result": None if result is None else Jsonb(result), "error": error,
+                  "error_type": error_type, "question": question}
+        if retry_in is None:  # one statement, its own transaction
+            return self._db.matched("finish_step", params)
         with self._db.transaction() as cur:
-            cur.execute(queries.get("finish_step"), {
-                "id": step_id, "status": status,
-                "result": None if result is None else Jsonb(result), "error": error,
-                "error_type": error_type, "question": question,
-            })
+            cur.execute(queries.get("finish_step"), params)
             if cur.fetchone() is None:
                 return False
             if retry_in is not None:

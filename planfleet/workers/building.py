@@ -20,6 +20,7 @@ once more.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import structlog
 
@@ -54,7 +55,7 @@ class Build:
 
     def __init__(
         self, store: Store, dispatcher: Dispatcher, config: Config, record: models.PlanRecord,
-        worker: str, plan: Plan | None = None,
+        worker: str, plan: Plan | None = None, breakers: Breakers | None = None,
     ) -> None:
         assert plan is not None or record.plan is not None
         self.store, self.dispatcher, self.config = store, dispatcher, config
@@ -65,19 +66,26 @@ class Build:
         self.tasks: dict[str, PlanTask] = self.plan.tasks
         self.settings = deciding.Settings.from_config(config)
         self.log = log.bind(plan_id=self.plan_id, worker=worker)
-        self.breakers = Breakers(store, {task.script for task in self.tasks.values()},
-                                 threshold=config.circuit_threshold,
-                                 cooldown=config.circuit_cooldown)
+        scripts = {task.script for task in self.tasks.values()}
+        if breakers is None:
+            breakers = Breakers(store, scripts, threshold=config.circuit_threshold,
+                                cooldown=config.circuit_cooldown)
+        else:  # shared by a batch of turns
+            breakers.cover(scripts)
+        self.breakers = breakers
 
     # -- a turn ---------------------------------------------------------------------------
 
-    def turn(self) -> models.PlanStatus:
+    def turn(self, steps: Mapping[str, models.Step] | None = None) -> models.PlanStatus:
         """One turn of a plan that moves in turns (building, paused or cancelled): read,
-        decide, apply; again while what was applied changed more than the decision saw."""
+        decide, apply; again while what was applied changed more than the decision saw.
+        ``steps``: the plan's latest steps, read a moment ago with other plans' (its first
+        read)."""
         if self.status is models.PlanStatus.CANCELLED:
             return self._lost()
         for _ in range(ROUNDS):
-            decision = deciding.decide(snap := self._read())
+            decision = deciding.decide(snap := self._read(steps))
+            steps = None
             status = self._apply(snap, decision.actions)
             if status is not None and decision.settled:
                 return status
@@ -100,10 +108,11 @@ class Build:
         define = revising.definer(self.plan_id, self.plan, self.settings.policy)
         self.store.steps.create(self.plan_id, [define(t) for t in self.tasks])
 
-    def _read(self) -> deciding.Snapshot:
+    def _read(self, every: Mapping[str, models.Step] | None = None) -> deciding.Snapshot:
         """The latest steps of the plan's tasks (after settling the jobs of steps that count
-        for nothing since a revision), as a turn decides on them."""
-        every = self.store.steps.latest(self.plan_id)
+        for nothing since a revision), as a turn decides on them (``every``: as just read)."""
+        if every is None:
+            every = self.store.steps.latest(self.plan_id)
         if revising.settle(self.store, every, self.dispatcher, grace=self.config.timeout_grace):
             every = self.store.steps.latest(self.plan_id)
         # a task its source no longer has: its job runs on (on_removed: finish) until it ends

@@ -6,6 +6,7 @@ reads it at most every :data:`REFRESH` seconds and writes only when something ch
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import structlog
 
@@ -33,6 +34,13 @@ class Breakers:
             self._known = self.store.circuits.get(self.scripts)
             self._read_at = now
         return self._known.get(script), now - self._read_at
+
+    def cover(self, scripts: Iterable[str]) -> None:
+        """Follow these scripts' circuits too (read at the next look when one is new)."""
+        new = set(scripts).difference(self.scripts)
+        if new:
+            self.scripts = sorted({*self.scripts, *new})
+            self.forget()
 
     def forget(self) -> None:
         """Read the circuits again at the next look (another process may have opened one)."""

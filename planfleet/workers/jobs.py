@@ -118,7 +118,7 @@ def build_plan(plan_id: int) -> str | None:
         return None
     # a burst of new plans starts together without this job: the tracker asks for the
     # first turns of queued plans, a batch at a time, on the turn queue
-    status = turns.take(rt, plan_id, build.dispatcher, build.dispatching, worker)
+    status = turns.take(rt, [plan_id], build.dispatcher, build.dispatching, worker).get(plan_id)
     return None if status is None else str(status)
 
 
@@ -130,8 +130,8 @@ def ask_turns(rt: Runtime, plan_ids: Sequence[int]) -> None:
 
 
 def build_plans(plan_ids: list[int]) -> dict[str, int]:
-    """RQ job: turns of several plans (what the tracker saw end, in one batch), taken
-    ``turn_threads`` at a time, then one dispatch round for the fleet. Only plans that still
+    """RQ job: turns of several plans (what the tracker saw end), in up to ``turn_threads``
+    batches side by side, then one dispatch round for the fleet. Only plans that still
     want a turn are turned (all of them when RQ runs the job again after an error). In flow
     mode each plan gets its own ``build_plan`` job (a flow build follows its run to the
     end)."""
@@ -154,13 +154,23 @@ def build_plans(plan_ids: list[int]) -> dict[str, int]:
     if not retried:
         plan_ids = rt.store.plans.turns_wanted(plan_ids)
     futures = [_turn_pool(rt.config.turn_threads).submit(
-        turns.take, rt, plan_id, f.dispatcher, f.dispatching, worker, round_after=False,
-        ask=retried) for plan_id in plan_ids]
+        turns.take, rt, batch, f.dispatcher, f.dispatching, worker, round_after=False,
+        ask=retried) for batch in batches(plan_ids, rt.config.turn_threads)]
     errors = [err for fut in futures if (err := fut.exception()) is not None]
     f.dispatching.round()
     if errors:
         raise errors[0]  # RQ retries the batch: a turn taken again finds nothing to redo
     return {"plans": len(plan_ids)}
+
+
+#: Fewest plans a thread's batch of turns is given (a batch's fixed cost is a few statements).
+BATCH_MIN = 8
+
+
+def batches(plan_ids: Sequence[int], threads: int) -> list[list[int]]:
+    """The plans dealt to at most ``threads`` batches of at least :data:`BATCH_MIN`."""
+    n = max(1, min(threads, len(plan_ids) // BATCH_MIN))
+    return [list(plan_ids[i::n]) for i in range(n) if plan_ids[i::n]]
 
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None

@@ -290,7 +290,7 @@ def test_a_worker_killed_while_applying_a_revision_leaves_it_to_the_next_turn(
     tracker = Tracker(rt.store, rec, rt.config, dispatching, lambda ids: None)
 
     def turn(plan_id: int) -> None:
-        turns.take(rt, plan_id, rec, dispatching, "test")
+        turns.take(rt, [plan_id], rec, dispatching, "test")
         dispatching.round()
 
     v1 = [{"id": "A"}, {"id": "B", "depends_on": ["A"]}]

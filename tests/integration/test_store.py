@@ -135,31 +135,35 @@ def _backend(store: Store) -> int:
     return int(row["pid"])
 
 
-def test_a_turn_lock_is_held_once_over_one_connection_and_always_let_go(
+def test_turn_locks_are_held_once_over_one_connection_and_always_let_go(
     database_url: str, store: Store
 ) -> None:
     other = Store.from_url(database_url)
     try:
-        with store.plans.turn_lock(41) as locked:
-            assert locked
-            # another connection cannot take it; this thread's statements use the lock's own
-            with other.plans.turn_lock(41) as second:
-                assert not second
+        with store.plans.turn_locks([41, 44, 41]) as locked:
+            assert locked == [41, 44]
+            # another connection cannot take them; this thread's statements use their own
+            with other.plans.turn_locks([44, 42, 41]) as second:
+                assert second == [42]  # another plan's turn is free
             with psycopg.connect(database_url, autocommit=True) as conn:
-                holder = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
-                                      "AND classid = 7014 AND objid = 41").fetchall()
-            assert [r[0] for r in holder] == [_backend(store)] * len(holder) and holder
-            with other.plans.turn_lock(42) as different:
-                assert different  # another plan's turn is free
-        with other.plans.turn_lock(41) as again:
-            assert again  # released at the end of the block
-        with pytest.raises(RuntimeError, match="the turn failed"), store.plans.turn_lock(41):
+                holder = conn.execute("SELECT pid, objid FROM pg_locks WHERE locktype = "
+                                      "'advisory' AND classid = 7014 AND granted").fetchall()
+            assert sorted(r[1] for r in holder) == [41, 44]
+            assert {r[0] for r in holder} == {_backend(store)}
+        with other.plans.turn_locks([41, 44]) as again:
+            assert again == [41, 44]  # released at the end of the block
+        with pytest.raises(RuntimeError, match="the turn failed"), store.plans.turn_locks([41]):
             raise RuntimeError("the turn failed")
-        with other.plans.turn_lock(41) as after_error:
-            assert after_error  # released when the turn raised, too
-        # a thread holding a plan's lock does not hold another's on the same connection
-        with store.plans.turn_lock(41), pytest.raises(RuntimeError, match="already holds"), \
-                store.plans.turn_lock(43):
+        with other.plans.turn_locks([41]) as after_error:
+            assert after_error == [41]  # released when the turn raised, too
+        with other.plans.turn_locks([41]) as once, store.plans.turn_locks([41]) as none:
+            assert once == [41] and none == []
+        # a thread holding plans' locks takes no more on the same connection
+        with store.plans.turn_locks([41]), pytest.raises(RuntimeError, match="already holds"), \
+                store.plans.turn_locks([43]):
             pass
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                "AND classid = 7014").fetchone() == (0,)
     finally:
         other.close()
