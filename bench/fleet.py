@@ -177,13 +177,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                         if s.finished_at else None))
                for s in steps if s.status is models.StepStatus.COMPLETED}
     latency = []  # of steps no capacity holds back (no solver)
+    # its parts: the last dependency's end on the server to its end recorded by its plan's
+    # turn (the tracker's look, the turn's wait in the queue: the same turn marks the step
+    # ready); that to the step's start (the wait for a dispatch round)
+    recorded = {(s.plan_id, s.task_id): s.finished_at for s in steps
+                if s.status is models.StepStatus.COMPLETED}
+    parts: dict[str, list[float]] = {"seen": [], "started": []}
     for s in steps:
         if s.solver is not None:
             continue
         deps = docs[s.plan_id].get("tasks", {}).get(s.task_id, {}).get("depends_on", [])
         ends = [done_at.get((s.plan_id, d)) for d in deps]
         if deps and s.started_at and all(e is not None for e in ends) and s.attempt == 1:
-            latency.append(s.started_at.timestamp() - max(e for e in ends if e is not None))
+            end, last = max((e, d) for e, d in zip(ends, deps, strict=True) if e is not None)
+            latency.append(s.started_at.timestamp() - end)
+            seen = recorded.get((s.plan_id, last))
+            if seen is not None:
+                parts["seen"].append(seen.timestamp() - end)
+                parts["started"].append(s.started_at.timestamp() - seen.timestamp())
     spans = [(s.started_at.timestamp(), s.finished_at.timestamp()) for s in steps
              if s.started_at and s.finished_at]
     agent = [(s.started_at.timestamp(), s.finished_at.timestamp()) for s in steps
@@ -199,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "to_building_max_s": round(max(to_building, default=float("nan")), 2),
         "to_building_p50_s": round(pct(to_building, 50), 2),
         "latency_p50_s": round(pct(latency, 50), 3), "latency_p95_s": round(pct(latency, 95), 3),
+        **{f"latency_{k}_p{p}_s": round(pct(v, p), 3) for k, v in parts.items() for p in (50, 95)},
         "capacity": args.capacity, "max_running_on_solver": max_overlap(agent),
         "status_requests_per_job": round(sum(req.get(k, 0) for k in (
             "get", "list", "clock", "result_maybe")) / max(1, server.get("jobs", 1)), 2)

@@ -7,10 +7,10 @@ Several submissions go out concurrently, over one worker's few kept-alive connec
 Tracking many jobs with few requests: every ``poll`` seconds one listing asks which jobs
 completed since the last look (``list_filtered_uuids?completed_after=…``, on Windmill's clock)
 and, while some tracked job has not been seen running, one asks (at most once a second) which
-are running; only a job that completed is then fetched (``jobs_u/get``: result, success,
-duration). A job that shows up in neither for ``check_after`` seconds is looked up on its own,
-at doubling intervals, which also finds a job Windmill lost (404: it is reported unknown,
-and submitted again).
+of the jobs started since the oldest such one are running; only a job that completed is then
+fetched (``jobs_u/get``: result, success, duration). A job that shows up in neither for
+``check_after`` seconds is looked up on its own, at doubling intervals, which also finds a job
+Windmill lost (404: it is reported unknown, and submitted again).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class _Job:
     #: a transient submission failure: when to report it unknown (to be submitted again)
     resubmit_at: float | None = None
     failures: int = 0
+    #: monotonic time since which it may have started (its submission, or when it was first
+    #: asked about): the listing of running jobs reaches back to the oldest of these
+    since: float = dataclasses.field(default_factory=time.monotonic)
 
 
 _QUEUED = JobStatus(JobState.QUEUED)
@@ -150,7 +153,7 @@ class WindmillDispatcher:
         first = self.check_after if self._listing else FALLBACK_FIRST
         for job_id, error in out.items():
             if error is None:
-                self._jobs[job_id] = _Job(_QUEUED, True, now + first, first)
+                self._jobs[job_id] = _Job(_QUEUED, True, now + first, first, since=now)
             elif error.permanent:
                 self._jobs.pop(job_id, None)
             else:
@@ -220,7 +223,11 @@ class WindmillDispatcher:
                    if job.status.state is JobState.QUEUED and j not in fetch]
         if waiting and time.monotonic() - self._running_at >= RUNNING_EVERY:
             self._running_at = time.monotonic()
-            running = self.client.job_ids(running="true")
+            # only jobs started since the oldest one not yet seen running: a handful, not
+            # every job the fleet runs
+            oldest = min(watched[j].since for j in waiting)
+            running = self.client.job_ids(running="true", started_after=server_time(
+                offset - OVERLAP - (time.monotonic() - oldest)))
             for j in waiting:
                 if str(j) in running:
                     watched[j].status = JobStatus(JobState.RUNNING,

@@ -3,6 +3,7 @@ Windmill's OpenAPI spec by the ``windmill`` fixture."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 from planfleet.dispatch import DispatchError, JobState, JobStatus, Submission
+from planfleet.dispatch import windmill as windmill_dispatch
 from planfleet.dispatch.windmill import WindmillDispatcher
 from planfleet.dispatch.windmill_api import WindmillClient
+from tests.conftest import wait_for
 from tests.support.fake_windmill import FakeWindmill
 
 
@@ -213,6 +216,29 @@ def test_many_jobs_are_tracked_with_few_requests(windmill: FakeWindmill) -> None
     status_requests = sum(v for k, v in dispatcher.client.requests.items()
                           if k in ("get_job", "list", "result_maybe", "clock"))
     assert status_requests / len(jobs) <= 2, dispatcher.client.requests
+
+
+def test_the_running_listing_reaches_back_only_to_the_oldest_job_not_seen_running(
+        windmill: FakeWindmill, dispatcher: WindmillDispatcher,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(windmill_dispatch, "OVERLAP", 0.2)  # the margin for late commits
+    # Given a long job seen running
+    old = uuid.uuid4()
+    dispatcher.submit(old, "f/test/work", {"task_id": "old", "sleep": 3}, 60)
+    wait_for(lambda: dispatcher.status([old])[old].state is JobState.RUNNING, timeout=10)
+    wait_for(lambda: windmill_dispatch.OVERLAP < time.time() - windmill.jobs[str(old)]
+             .started_at.timestamp(), timeout=5)
+    # When another is submitted and seen running too
+    new = uuid.uuid4()
+    dispatcher.submit(new, "f/test/work", {"task_id": "new", "sleep": 3}, 60)
+    wait_for(lambda: dispatcher.status([old, new])[new].state is JobState.RUNNING, timeout=10)
+    # Then the listing that found it asked only for jobs started after the first one did
+    (started,) = [j.started_at for j in windmill.jobs.values() if j.id == str(old)]
+    listings = [r for r in windmill.requests
+                if r.path.endswith("/jobs/list_filtered_uuids") and "running" in r.query]
+    last = dt.datetime.fromisoformat(listings[-1].query["started_after"][0])
+    assert started is not None and last > started
+    assert dispatcher.status([old, new])[old].state is JobState.RUNNING  # still known to run
 
 
 @pytest.mark.parametrize("status", [404, 501])

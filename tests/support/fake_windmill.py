@@ -7,7 +7,8 @@ answering as Windmill's OpenAPI spec and documentation say.
   unknown id. ``GET .../jobs_u/completed/get_result_maybe/{id}`` -> ``{completed: false}`` for
   unknown ids (never 404).
 - ``POST .../jobs_u/queue/cancel/{id}`` with ``{"reason"}``.
-- ``GET .../jobs/list_filtered_uuids`` with ``completed_after``, ``running``, ``per_page``, ``page``.
+- ``GET .../jobs/list_filtered_uuids`` with ``completed_after``, ``started_after``, ``running``,
+  ``per_page``, ``page``.
 - ``GET /api/jobs/db_clock``; flows: ``exists``, ``create``, ``update``, ``run/f``; a flow's
   ``branchall`` branches run as sub-jobs whose ids and outcomes show in ``flow_status``.
 - 401 without the right bearer token, 404 for another workspace.
@@ -283,21 +284,26 @@ class FakeWindmill:
         return 200, "text/plain", f"job canceled {job_id}".encode()
 
     def list_uuids(self, req: Request, q: dict[str, str]) -> tuple[int, str, bytes]:
-        supported = {"completed_after", "running", "per_page", "page"}
+        supported = {"completed_after", "started_after", "running", "per_page", "page"}
         unsupported = set(q) - supported
         assert not unsupported, f"the fake does not implement the filters {unsupported}"
         per_page = int(q.get("per_page", 30))
         page = int(q.get("page", 1))
         after = (dt.datetime.fromisoformat(q["completed_after"].replace("Z", "+00:00"))
                  if "completed_after" in q else None)
+        started = (dt.datetime.fromisoformat(q["started_after"].replace("Z", "+00:00"))
+                   if "started_after" in q else None)
         running = q.get("running")
         with self.lock:
-            found = sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=True)
+            found = list(self.jobs.values())
             if after is not None:
                 found = [j for j in found if j.completed_at and j.completed_at > after]
+            if started is not None:
+                found = [j for j in found if j.started_at and j.started_at > started]
             if running is not None:
                 found = [j for j in found
                          if not j.completed and j.running == (running == "true")]
+            found.sort(key=lambda j: j.created_at, reverse=True)
             ids = [j.id for j in found[(page - 1) * per_page: page * per_page]]
         return _json(200, ids)
 
