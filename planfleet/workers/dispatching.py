@@ -1,5 +1,9 @@
 """Starting steps across the fleet: one short transaction under the fleet's dispatch lock.
 
+A build worker runs its rounds in a thread of their own: turns and the tracker ask for a
+round and go on, and every ask made while a round runs is served by the next one (a round
+reads the whole fleet's ready steps, however many turns readied them).
+
 Read every ready step of every building plan and what runs now, let
 :func:`planfleet.workers.sharing.choose` pick under the fleet's capacity, mark the chosen
 steps dispatched with fresh job ids (the slot is taken in that statement), commit, then submit
@@ -11,6 +15,7 @@ under the same ids.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,6 +24,7 @@ from typing import Any
 import structlog
 
 from planfleet import models
+from planfleet.backoff import Backoff
 from planfleet.config import Config
 from planfleet.dispatch import Dispatcher, Submission
 from planfleet.schema.repositories import FleetLoad, Store
@@ -80,14 +86,44 @@ class Dispatching:
         self.breakers = Breakers(store, set(), threshold=config.circuit_threshold,
                                  cooldown=config.circuit_cooldown)
         self._last = -ROUND_EVERY
+        self._thread: threading.Thread | None = None
+        self._wanted = threading.Event()
 
-    def round_soon(self) -> int:
-        """A round after a turn: skipped when this process ran one within the last
-        :data:`ROUND_EVERY` seconds (turns come in bursts, each round reads the whole fleet's
-        ready steps, and the tracker runs one every poll anyway)."""
-        if time.monotonic() - self._last < ROUND_EVERY:
-            return 0
-        return self.round()
+    def start(self, stop: threading.Event) -> threading.Thread:
+        """Run the rounds asked for with :meth:`soon` in a thread of their own until ``stop``
+        is set: whoever asks goes on at once, and the asks made while a round runs are
+        served by one more round."""
+        thread = threading.Thread(target=self._serve, args=(stop,), name="planfleet-dispatch",
+                                  daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
+
+    def soon(self, *, unless_recent: bool = False) -> None:
+        """A round: by the rounds' thread when it runs, else now (``unless_recent``: not when
+        this process ran one within the last :data:`ROUND_EVERY` seconds — turns come in
+        bursts, each round reads the whole fleet's ready steps, and the tracker asks for one
+        every poll anyway)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._wanted.set()
+            return
+        if unless_recent and time.monotonic() - self._last < ROUND_EVERY:
+            return
+        self.round()
+
+    def _serve(self, stop: threading.Event) -> None:
+        waits = Backoff(first=ROUND_EVERY, cap=5.0)
+        while not stop.is_set():
+            if not self._wanted.wait(timeout=1.0):
+                continue
+            self._wanted.clear()
+            try:
+                self.round()
+                waits.reset()
+            except Exception as exc:  # the next ask (the tracker's poll) tries again
+                log.warning("dispatch_round_failed", error=str(exc),
+                            error_type=type(exc).__name__)
+                stop.wait(waits.next())
 
     def round(self) -> int:
         """Start what may start now; how many steps were started."""

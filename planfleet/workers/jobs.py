@@ -157,7 +157,7 @@ def build_plans(plan_ids: list[int]) -> dict[str, int]:
         turns.take, rt, batch, f.dispatcher, f.dispatching, worker, round_after=False,
         ask=retried) for batch in batches(plan_ids, rt.config.turn_threads)]
     errors = [err for fut in futures if (err := fut.exception()) is not None]
-    f.dispatching.round()
+    f.dispatching.soon()
     if errors:
         raise errors[0]  # RQ retries the batch: a turn taken again finds nothing to redo
     return {"plans": len(plan_ids)}
@@ -218,22 +218,22 @@ def fleet() -> Fleet:
     return _fleet
 
 
-def start_tracker(stop: threading.Event) -> threading.Thread | None:
-    """Run the fleet's tracker in a thread of this (build worker) process, or None when the
-    build mode has no steps to track."""
+def start_threads(stop: threading.Event) -> list[threading.Thread]:
+    """Run the fleet's tracker and this process's dispatch rounds in threads of this (build
+    worker) process until ``stop`` is set; none when the build mode has no steps to track."""
     rt = runtime()
     if rt.config.build_mode == "flow":
-        return None
+        return []
     try:
         f = fleet()
     except ConfigurationError as exc:
         log.error("tracker_misconfigured", error=str(exc))
-        return None
-    thread = threading.Thread(
+        return []
+    tracker = threading.Thread(
         target=tracking.run, args=(f.tracker, rt.config.database_url, stop, rt.config.build_poll),
         name="planfleet-tracker", daemon=True)
-    thread.start()
-    return thread
+    tracker.start()
+    return [tracker, f.dispatching.start(stop)]
 
 
 def _build_flow_job(rt: Runtime, plan_id: int, worker: str) -> str | None:

@@ -13,8 +13,8 @@ to at most two status requests per job — and:
   workers empty before the build jobs (a plan's own ``build_plan`` job may wait behind many);
 - records a step as running once its job has run for a moment;
 - asks for a turn of a plan whose step is past its timeout (the turn cancels the job);
-- runs a dispatch round, which starts steps whose backoff is over or that waited for capacity
-  (an operator may also have raised a capacity).
+- asks for a dispatch round, which starts steps whose backoff is over or that waited for
+  capacity (an operator may also have raised a capacity).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Tracker:
         self._queued: dict[int, tuple[float, float]] = {}
 
     def tick(self) -> None:
-        """One look at the fleet's running jobs, then a dispatch round."""
+        """One look at the fleet's running jobs, then a dispatch round asked for."""
         rows = self.store.steps.fleet_active()
         jobs: dict[uuid.UUID, dict[str, Any]] = {}
         wake: set[int] = set()
@@ -110,7 +110,7 @@ class Tracker:
             del self._woken[step_id]
         if wake:
             self.wake(sorted(wake))
-        self.dispatching.round()
+        self.dispatching.soon()
 
 
 def _due(woken: dict[int, tuple[float, float]], key: int, clock: float) -> bool:

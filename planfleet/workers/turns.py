@@ -5,7 +5,7 @@ holder of the lock takes turns while wishes come in; after it lets the lock go i
 more, so a wish made while it was finishing is never lost. Turns are taken a batch at a time:
 one statement takes the batch's locks, one its wishes, one reads its plans' latest steps,
 then each plan decides and writes on its own, over the locks' one connection. After its
-turns, the worker runs a dispatch round for the whole fleet (what the turns readied, or the
+turns, the worker asks for a dispatch round for the whole fleet (what the turns readied, or the
 slots they freed, go to the best waiting steps of any plan).
 """
 
@@ -94,7 +94,7 @@ def take(rt: Runtime, plan_ids: Sequence[int], dispatcher: Dispatcher,
         # asked for while the locks were held and after the last look: once more
         ids = [i for i in plans.turns_wanted(locked) if i not in failed] if locked else []
     if round_after:
-        dispatching.round_soon()
+        dispatching.soon(unless_recent=True)
     if errors:
         raise errors[0]
     return seen

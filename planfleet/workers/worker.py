@@ -121,8 +121,9 @@ def _turns_of(queue: str | rq.Queue) -> str | rq.Queue:
 
 class BuildWorker(Worker):
     """The build worker: runs plans' turns in its own process (a turn is short, so no work
-    horse is forked for it, as rq's ``SimpleWorker``), and the fleet's tracker in a thread
-    (one build worker of the fleet tracks at a time).
+    horse is forked for it, as rq's ``SimpleWorker``), the fleet's tracker in a thread
+    (one build worker of the fleet tracks at a time), and its dispatch rounds in another (a
+    batch of turns asks for a round and the next job's turns go on meanwhile).
 
         rq worker build_queue --worker-class planfleet.workers.worker.BuildWorker --serializer json
     """
@@ -136,7 +137,7 @@ class BuildWorker(Worker):
         first = [t for t in (_turns_of(q) for q in given) if _name(t) not in names]
         super().__init__(first + given, *args, **kwargs)
         self._tracking = threading.Event()
-        self._tracker: threading.Thread | None = None
+        self._threads: list[threading.Thread] | None = None
 
     def execute_job(self, job: Job, queue: rq.Queue) -> None:
         self.prepare_execution(job)
@@ -153,8 +154,8 @@ class BuildWorker(Worker):
         shutdown.request()  # a flow build in this very process hands its plan back
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        if self._tracker is None and not kwargs.get("burst"):
-            self._tracker = jobs.start_tracker(self._tracking)
+        if self._threads is None and not kwargs.get("burst"):
+            self._threads = jobs.start_threads(self._tracking)
         try:
             return super().work(*args, **kwargs)
         finally:
