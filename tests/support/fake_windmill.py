@@ -509,8 +509,10 @@ def main() -> None:
         requests = {k: sum(1 for r in fake.requests if frag in r.path) for k, frag in kinds.items()}
         completed = {j.id: j.completed_at.timestamp() for j in fake.jobs.values()
                      if j.completed_at is not None}
+        created = {j.id: j.created_at.timestamp() for j in fake.jobs.values()}
     print(json.dumps({"executions": len(fake.executions), "jobs": len(fake.jobs),
-                      "requests": requests, "completed": completed}), flush=True)
+                      "requests": requests, "completed": completed, "created": created}),
+          flush=True)
     fake.close()
 
 
