@@ -10,7 +10,10 @@ and, while some tracked job has not been seen running, one asks (at most once a 
 of the jobs started since the oldest such one are running; only a job that completed is then
 fetched (``jobs_u/get``: result, success, duration). A job that shows up in neither for
 ``check_after`` seconds is looked up on its own, at doubling intervals, which also finds a job
-Windmill lost (404: it is reported unknown, and submitted again).
+Windmill lost (404: it is reported unknown, and submitted again). A job another worker
+submitted since the last look is followed by the listings like one of ours; only a
+dispatcher's first look (a worker that just started, or took over the tracking) looks up at
+once each job it did not submit, since those may have ended at any time before.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ class _Job:
     #: monotonic time since which it may have started (its submission, or when it was first
     #: asked about): the listing of running jobs reaches back to the oldest of these
     since: float = dataclasses.field(default_factory=time.monotonic)
+    #: followed by the listings although this dispatcher did not submit it (another worker
+    #: did, since the last look: its start and end come after that look's reach)
+    listed: bool = False
 
 
 _QUEUED = JobStatus(JobState.QUEUED)
@@ -85,6 +91,8 @@ class WindmillDispatcher:
         self._since: str | None = None
         self._first_sent: float | None = None
         self._next_poll = 0.0
+        #: monotonic time of the last look at Windmill (None: none yet)
+        self._looked_at: float | None = None
         self._running_at = -RUNNING_EVERY
         #: False once Windmill answered that it has no listing endpoints
         self._listing = True
@@ -170,9 +178,16 @@ class WindmillDispatcher:
             for job_id in [j for j in self._jobs if j not in wanted]:
                 del self._jobs[job_id]  # the caller has what it needed
             for job_id in wanted - self._jobs.keys():
-                # submitted by an earlier worker (or never): look it up at once
-                self._jobs[job_id] = _Job(_QUEUED, False, now, self.check_after
-                                          if self._listing else FALLBACK_FIRST)
+                if self._looked_at is not None and self._listing:
+                    # new since the last look (another worker's submission, claimed after
+                    # the caller's last read): the listings find its start and end, and it
+                    # is looked up on its own only as late as a job of ours
+                    self._jobs[job_id] = _Job(_QUEUED, False, now + self.check_after,
+                                              self.check_after, since=self._looked_at,
+                                              listed=True)
+                else:  # submitted by an earlier worker (or never): look it up at once
+                    self._jobs[job_id] = _Job(_QUEUED, False, now, self.check_after
+                                              if self._listing else FALLBACK_FIRST)
             open_jobs = {j: job for j, job in self._jobs.items()
                          if job.resubmit_at is None and not job.status.done}
         if now >= self._next_poll:
@@ -180,6 +195,8 @@ class WindmillDispatcher:
                 self._look(now, open_jobs)
             except DispatchError as exc:
                 log.warning("windmill_poll_failed", error=str(exc))
+            else:
+                self._looked_at = now
             self._next_poll = time.monotonic() + self.poll
         out = {}
         with self._lock:
@@ -197,7 +214,7 @@ class WindmillDispatcher:
         if not open_jobs:
             return
         fetch = {j for j, job in open_jobs.items() if now >= job.check_at}
-        watched = {j: job for j, job in open_jobs.items() if job.known}
+        watched = {j: job for j, job in open_jobs.items() if job.known or job.listed}
         if watched and self._listing:
             try:
                 self._list(watched, fetch)

@@ -124,6 +124,27 @@ def test_jobs_submitted_by_an_earlier_worker_are_adopted(windmill: FakeWindmill)
     assert len(windmill.executions) == 3
 
 
+def test_jobs_another_worker_submits_are_followed_by_the_listings(
+        windmill: FakeWindmill) -> None:
+    # the tracker's dispatcher has looked once (at a job of its own) ...
+    tracker, peer = make(windmill, check_after=30.0), make(windmill, check_after=30.0)
+    try:
+        own = uuid.uuid4()
+        tracker.submit(own, "f/test/work", {"task_id": "own"}, 60)
+        wait_done(tracker, [own])
+        # ... when another worker submits jobs it then follows
+        jobs = [uuid.uuid4() for _ in range(20)]
+        peer.submit_many([Submission(j, "f/test/work", {"task_id": f"p{i}", "sleep": 0.2}, 60)
+                          for i, j in enumerate(jobs)])
+        out = wait_done(tracker, jobs)
+    finally:
+        tracker.close()
+        peer.close()
+    assert all(s.state is JobState.SUCCESS for s in out.values())
+    # each is fetched once, after the listing saw it complete: none looked up on sight
+    assert all(windmill.count("GET", f"/jobs_u/get/{j}") == 1 for j in jobs)
+
+
 @pytest.mark.parametrize("change, status", [
     ({"token": "wrong"}, 401), ({"workspace": "elsewhere"}, 404), ({"script": "f/test/nope"}, 404)])
 def test_misconfiguration_fails_at_once_naming_script_and_status(
