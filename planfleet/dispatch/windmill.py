@@ -4,7 +4,8 @@ Submitting: ``POST jobs/run/p/{script}?job_id=…`` (the id is in ``steps`` befo
 and Windmill refuses a second job with the same id, so a crash or a retry never starts two).
 Several submissions go out concurrently, over one worker's few kept-alive connections.
 
-Tracking many jobs with few requests: every ``poll`` seconds one listing asks which jobs
+Tracking many jobs with few requests: every ``poll`` seconds (while looks find jobs ending
+or new ones come; else at doubling waits up to ``QUIET_CAP``) one listing asks which jobs
 completed since the last look (``list_filtered_uuids?completed_after=…``, on Windmill's clock)
 and, while some tracked job has not been seen running, one asks (at most once a second) which
 of the jobs started since the oldest such one are running; only a job that completed is then
@@ -47,6 +48,18 @@ FALLBACK_CAP = 30.0
 #: Seconds between asks which jobs run: a step is recorded running only after it has been
 #: dispatched a second anyway (a completion is looked for at every poll).
 RUNNING_EVERY = 1.0
+#: The longest wait between looks while jobs run but none ended or was new at the last looks:
+#: a quiet fleet of long jobs (agents' steps take minutes) is not asked about every ``poll``.
+QUIET_CAP = 1.0
+
+
+def next_look(wait: float, moved: bool, poll: float, cap: float = QUIET_CAP) -> float:
+    """Seconds to the next look at Windmill after a look that waited ``wait``: ``poll`` when
+    a job ended or was new since the last look (more may follow soon), else twice as long as
+    the last, up to ``cap`` (never less than ``poll``)."""
+    if moved:
+        return poll
+    return min(max(wait, poll) * 2, max(cap, poll))
 
 
 @dataclasses.dataclass
@@ -93,6 +106,9 @@ class WindmillDispatcher:
         self._next_poll = 0.0
         #: monotonic time of the last look at Windmill (None: none yet)
         self._looked_at: float | None = None
+        #: the wait after the last look, and whether a job was new since then
+        self._wait = poll
+        self._new = False
         self._running_at = -RUNNING_EVERY
         #: False once Windmill answered that it has no listing endpoints
         self._listing = True
@@ -154,6 +170,7 @@ class WindmillDispatcher:
         out = dict(zip((j.job_id for j in jobs), self._map(send, jobs), strict=True))
         with self._lock:
             self._sent(out)
+            self._new = True
         return out
 
     def _sent(self, out: dict[uuid.UUID, DispatchError | None]) -> None:
@@ -178,6 +195,7 @@ class WindmillDispatcher:
             for job_id in [j for j in self._jobs if j not in wanted]:
                 del self._jobs[job_id]  # the caller has what it needed
             for job_id in wanted - self._jobs.keys():
+                self._new = True
                 if self._looked_at is not None and self._listing:
                     # new since the last look (another worker's submission, claimed after
                     # the caller's last read): the listings find its start and end, and it
@@ -191,13 +209,16 @@ class WindmillDispatcher:
             open_jobs = {j: job for j, job in self._jobs.items()
                          if job.resubmit_at is None and not job.status.done}
         if now >= self._next_poll:
+            with self._lock:
+                moved, self._new = self._new, False
             try:
-                self._look(now, open_jobs)
+                moved = self._look(now, open_jobs) or moved
             except DispatchError as exc:
                 log.warning("windmill_poll_failed", error=str(exc))
             else:
                 self._looked_at = now
-            self._next_poll = time.monotonic() + self.poll
+            self._wait = next_look(self._wait, moved, self.poll)
+            self._next_poll = time.monotonic() + self._wait
         out = {}
         with self._lock:
             for job_id in job_ids:
@@ -208,11 +229,11 @@ class WindmillDispatcher:
                     out[job_id] = job.status
         return out
 
-    def _look(self, now: float, open_jobs: dict[uuid.UUID, _Job]) -> None:
+    def _look(self, now: float, open_jobs: dict[uuid.UUID, _Job]) -> bool:
         """Ask Windmill about the open jobs (no lock held: requests take a while; the _Job
-        records are updated in place)."""
+        records are updated in place); whether one of them ended."""
         if not open_jobs:
-            return
+            return False
         fetch = {j for j, job in open_jobs.items() if now >= job.check_at}
         watched = {j: job for j, job in open_jobs.items() if job.known or job.listed}
         if watched and self._listing:
@@ -227,6 +248,7 @@ class WindmillDispatcher:
                     job.check_at = min(job.check_at, now + FALLBACK_FIRST)
         if fetch:
             self._fetch(sorted(fetch), now)
+        return any(job.status.done for job in open_jobs.values())
 
     def _list(self, watched: dict[uuid.UUID, _Job], fetch: set[uuid.UUID]) -> None:
         """Which watched jobs completed (to ``fetch``) or run, from the listing endpoints."""

@@ -145,6 +145,21 @@ def test_jobs_another_worker_submits_are_followed_by_the_listings(
     assert all(windmill.count("GET", f"/jobs_u/get/{j}") == 1 for j in jobs)
 
 
+def test_jobs_that_run_quietly_are_looked_at_less_often(windmill: FakeWindmill) -> None:
+    dispatcher = make(windmill, poll=0.05, check_after=30.0)
+    jobs = [uuid.uuid4() for _ in range(2)]
+    try:
+        dispatcher.submit_many([Submission(j, "f/test/work", {"task_id": f"q{i}", "sleep": 2.5},
+                                           60) for i, j in enumerate(jobs)])
+        out = wait_done(dispatcher, jobs, timeout=15)
+    finally:
+        dispatcher.close()
+    assert all(s.state is JobState.SUCCESS for s in out.values())
+    # a look every 0.05 s would be 50 listings of completions; the waits grow to QUIET_CAP
+    listings = windmill.count("GET", "/jobs/list_filtered_uuids")
+    assert listings <= 15, listings
+
+
 @pytest.mark.parametrize("change, status", [
     ({"token": "wrong"}, 401), ({"workspace": "elsewhere"}, 404), ({"script": "f/test/nope"}, 404)])
 def test_misconfiguration_fails_at_once_naming_script_and_status(
