@@ -437,3 +437,49 @@ def test_the_api_docs_render_from_local_files_under_the_csp(server: str, page: A
     expect(page.locator("#swagger-ui")).to_contain_text("/api/settings")
     shot(page, "9-docs")
     assert outside == []
+
+
+def test_the_fleet_page_shows_a_solvers_busy_slots_and_the_plans_waiting_for_it(
+        fleet: Fleet, server: str, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    # Given one angrav slot for the fleet and two plans that each want it
+    fleet.store.fleet.set_solver("angrav", 1)
+    fleet.workers()
+    for project in ("Storefront", "Billing"):
+        fleet.submit(fleet.task_file(
+            [{"id": "A", "title": f"Review the {project.lower()} diff", "solver": "angrav",
+              "args": {"sleep": 20.0}}],
+            project=project, solvers={"angrav": {"script": "f/test/work"}}))
+    def first_steps() -> list[models.Step]:
+        return [s for p in fleet.store.plans.list()
+                if (s := fleet.store.steps.latest(p.id).get("A")) is not None]
+
+    # (one step took the slot, the other is ready and waits for it)
+    wait_for(lambda: sorted((s.active, s.ready_at is not None) for s in first_steps())
+             == [(False, True), (True, False)], timeout=60)
+    running = next(p for p in fleet.store.plans.list()
+                   if fleet.store.steps.latest(p.id)["A"].active)
+    waiting = next(p for p in fleet.store.plans.list() if p.id != running.id)
+    # When a person opens the fleet page
+    page.goto(f"{server}/fleet#token={TOKEN}")
+    # Then angrav shows its one slot busy, one step waiting, and whose they are
+    row = page.locator("tr", has=page.locator("td", has_text="angrav"))
+    expect(row.locator("td").nth(1)).to_have_text("1")
+    expect(row.locator("td").nth(2)).to_have_text("1")
+    expect(row.locator("td").nth(3)).to_have_text("1")
+    expect(row.locator("td").nth(4)).to_contain_text(str(running.id))
+    expect(row.locator("td").nth(5)).to_contain_text(str(waiting.id))
+    plans = page.locator("tr[data-plan]")
+    expect(plans).to_have_count(2)
+    expect(page.locator(f'tr[data-plan="{running.id}"] td').nth(2)).to_have_text("1")
+    expect(page.locator(f'tr[data-plan="{waiting.id}"] td').nth(3)).to_have_text("1")
+    expect(page.locator("#main")).to_contain_text("Storefront")
+    expect(page.locator("#main")).to_contain_text("Billing")
+    shot(page, "10-fleet")
+    # and the waiting plan's page says why its task waits
+    page.goto(f"{server}/plans/{waiting.id}")
+    expect(page.locator("#main")).to_contain_text("1 task in 1 wave ·")
+    expect(page.locator("#main")).to_contain_text(
+        f"waiting for a free angrav slot: 1 of 1 busy, plan {running.id}")
+    shot(page, "10-plan-waiting-for-a-slot")
