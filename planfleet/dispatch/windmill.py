@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from planfleet.backoff import Backoff
 from planfleet.dispatch import DispatchError, JobState, JobStatus, Submission
 from planfleet.dispatch.windmill_api import ListingUnavailable, WindmillClient, server_time
 
@@ -51,15 +52,6 @@ RUNNING_EVERY = 1.0
 #: The longest wait between looks while jobs run but none ended or was new at the last looks:
 #: a quiet fleet of long jobs (agents' steps take minutes) is not asked about every ``poll``.
 QUIET_CAP = 1.0
-
-
-def next_look(wait: float, moved: bool, poll: float, cap: float = QUIET_CAP) -> float:
-    """Seconds to the next look at Windmill after a look that waited ``wait``: ``poll`` when
-    a job ended or was new since the last look (more may follow soon), else twice as long as
-    the last, up to ``cap`` (never less than ``poll``)."""
-    if moved:
-        return poll
-    return min(max(wait, poll) * 2, max(cap, poll))
 
 
 @dataclasses.dataclass
@@ -106,8 +98,10 @@ class WindmillDispatcher:
         self._next_poll = 0.0
         #: monotonic time of the last look at Windmill (None: none yet)
         self._looked_at: float | None = None
-        #: the wait after the last look, and whether a job was new since then
-        self._wait = poll
+        #: the waits between looks: ``poll`` after a look that found a job ended or new (more
+        #: may follow soon), then twice as long after each quiet one, up to QUIET_CAP
+        self._waits = Backoff(first=poll, cap=max(QUIET_CAP, poll))
+        #: whether a job was new since the last look
         self._new = False
         self._running_at = -RUNNING_EVERY
         #: False once Windmill answered that it has no listing endpoints
@@ -217,8 +211,7 @@ class WindmillDispatcher:
                 log.warning("windmill_poll_failed", error=str(exc))
             else:
                 self._looked_at = now
-            self._wait = next_look(self._wait, moved, self.poll)
-            self._next_poll = time.monotonic() + self._wait
+            self._next_poll = time.monotonic() + self.next_wait(moved)
         out = {}
         with self._lock:
             for job_id in job_ids:
@@ -228,6 +221,13 @@ class WindmillDispatcher:
                 else:
                     out[job_id] = job.status
         return out
+
+    def next_wait(self, moved: bool) -> float:
+        """Seconds to the next look, after a look that found a job ended or new (``moved``)
+        or not."""
+        if moved:
+            self._waits.reset()
+        return self._waits.next()
 
     def _look(self, now: float, open_jobs: dict[uuid.UUID, _Job]) -> bool:
         """Ask Windmill about the open jobs (no lock held: requests take a while; the _Job
